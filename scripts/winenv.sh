@@ -1,0 +1,82 @@
+# shellcheck shell=bash
+# Sourced by the other scripts: the Windows cross-build and its Wine runner.
+#
+#   winenv_install   apt-get installs what is missing (Debian's rustc-web,
+#                    cargo-web, rust-web-src, mingw-w64, wine64)
+#   winenv_prefix    creates the Wine prefix target/wine (Windows 10) and puts
+#                    the ProcessPrng shim DLL (shims/bcryptprimitives.c) in it
+#   wincargo ARGS    Debian's cargo for x86_64-pc-windows-gnu with -Zbuild-std;
+#                    `wincargo test` runs the test binaries under Wine
+#
+# Everything lands in target/: a second run reuses what the first built.
+
+WSB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WSB_TARGET=x86_64-pc-windows-gnu
+WSB_WINTARGET_DIR="$WSB_ROOT/target/win"
+export WINEPREFIX="$WSB_ROOT/target/wine"
+export WINEARCH=win64
+export WINEDEBUG=${WINEDEBUG:--all}
+# no Mono/Gecko prompts, no desktop menu entries
+export WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d"
+WSB_WINE=/usr/lib/wine/wine64
+WSB_WINESERVER=/usr/lib/wine/wineserver
+
+winenv_log() { printf '[winenv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+winenv_install() {
+    local pkgs=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine64)
+    local missing=()
+    local p
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    winenv_log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+        { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
+# Wine ignores SEM_NOGPFAULTERRORBOX and JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION
+# and runs `winedbg --auto` on a crash, which ends the process with
+# STATUS_DEBUGGER_INACTIVE. A debugger that cannot start makes Wine end it with
+# the exception's own code, as Windows does.
+winenv_no_debugger() {
+    "$WSB_WINE" reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
+        /v Debugger /t REG_SZ /d 'winsandbox-no-debugger.exe' /f
+}
+
+winenv_prefix() {
+    local shim="$WSB_ROOT/target/shim/bcryptprimitives.dll"
+    if [ ! -f "$shim" ] || [ "$WSB_ROOT/shims/bcryptprimitives.c" -nt "$shim" ]; then
+        mkdir -p "$(dirname "$shim")"
+        x86_64-w64-mingw32-gcc -shared -O2 -o "$shim" "$WSB_ROOT/shims/bcryptprimitives.c" -lbcrypt
+    fi
+    if [ ! -f "$WINEPREFIX/.winsandbox-ready" ]; then
+        winenv_log "creating Wine prefix $WINEPREFIX"
+        mkdir -p "$WINEPREFIX"
+        {
+            "$WSB_WINE" wineboot --init &&
+            "$WSB_WINE" reg add 'HKCU\Software\Wine' /v Version /t REG_SZ /d win10 /f &&
+            winenv_no_debugger &&
+            "$WSB_WINESERVER" -w
+        } </dev/null >"$WSB_ROOT/target/wine-init.log" 2>&1 ||
+            { winenv_log "wineboot failed: see target/wine-init.log"; return 1; }
+        touch "$WINEPREFIX/.winsandbox-ready"
+    fi
+    cp -f "$shim" "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"
+}
+
+wincargo() {
+    PATH="/usr/bin:$PATH" \
+    RUSTC_BOOTSTRAP=1 \
+    RUSTC=/usr/bin/rustc \
+    RUSTDOC=/usr/bin/rustdoc \
+    CARGO_TARGET_DIR="$WSB_WINTARGET_DIR" \
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$WSB_ROOT/scripts/wine-run.sh" \
+    CARGO_UNSTABLE_BUILD_STD=std,panic_abort,test \
+        /usr/bin/cargo "$1" --target "$WSB_TARGET" "${@:2}"
+}
+
+winenv_stop() { "$WSB_WINESERVER" -k >/dev/null 2>&1 || true; }

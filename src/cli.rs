@@ -1,0 +1,316 @@
+//! `winsandbox run [OPTIONS] -- PROGRAM [ARGS...]`: the one implementation
+//! behind the Windows executable and `python -m winsandbox`.
+//!
+//! Exit status: 0 when the verdict is OK, 1 for any other verdict, 2 for a
+//! usage error, 3 when the sandbox itself failed (SE).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::command::{Command, Output, Stdin};
+use crate::limits::{parse_duration, parse_size, Priority};
+use crate::outcome::{Outcome, Verdict};
+
+pub const USAGE: &str = "\
+usage: winsandbox run [OPTIONS] [--] PROGRAM [ARGS...]
+
+limits:
+  --memory SIZE          committed memory of any one process (K/M/G/T, binary)
+  --job-memory SIZE      committed memory of the whole process tree
+  --cpu-time SECONDS     CPU time, user + kernel, of the whole tree (decimals, or 200ms)
+  --wall-time SECONDS    wall-clock time
+  --processes N          processes alive at once (the program itself counts)
+  --total-processes N    processes started in total
+  --output-limit SIZE    bytes of stdout + stderr kept; more is OLE
+  --cpu-rate PERCENT     hard cap on CPU use, 1-100 % of the machine
+  --affinity MASK        processor mask (decimal or 0x hex)
+  --priority CLASS       idle, below_normal, normal, above_normal, high
+  --io-rate SIZE         disk bandwidth, bytes per second
+  --no-ui-restrictions   allow desktop, clipboard and global atoms
+stdio and environment:
+  --stdin FILE           stdin from FILE (default: empty)
+  --stdout FILE          stdout to FILE (default: captured)
+  --stderr FILE          stderr to FILE (default: captured)
+  --cwd DIR              working directory
+  --env NAME=VALUE       set a variable (repeatable); --clean-env starts empty
+output:
+  --json                 print the outcome as one JSON object
+";
+
+/// What `parse` makes of the command line.
+#[derive(Debug)]
+pub struct Invocation {
+    pub command: Command,
+    pub json: bool,
+}
+
+fn need<'a>(it: &mut impl Iterator<Item = &'a String>, opt: &str) -> Result<&'a String, String> {
+    it.next().ok_or_else(|| format!("{opt} needs a value"))
+}
+
+fn number(field: &'static str, v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let r = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16)
+    } else {
+        t.parse::<u64>()
+    };
+    r.map_err(|_| format!("invalid {field}: {v:?} is not a whole number"))
+}
+
+fn count(field: &'static str, v: &str) -> Result<u32, String> {
+    let n = number(field, v)?;
+    u32::try_from(n).map_err(|_| format!("invalid {field}: {v} is too large"))
+}
+
+/// Parses the arguments after the program name (`run ...`).
+pub fn parse(args: &[String]) -> Result<Invocation, String> {
+    let mut it = args.iter();
+    match it.next().map(String::as_str) {
+        Some("run") => {}
+        Some("-h" | "--help") | None => return Err(String::new()),
+        Some(other) => return Err(format!("unknown command {other:?}: the command is `run`")),
+    }
+    let mut cmd = Command::new("");
+    let mut json = false;
+    let mut program: Option<String> = None;
+    while let Some(a) = it.next() {
+        if a == "--" {
+            program = it.next().cloned();
+            break;
+        }
+        if !a.starts_with("--") || a == "-" {
+            if a.starts_with('-') && a.len() > 1 {
+                return Err(format!("unknown option {a:?}"));
+            }
+            program = Some(a.clone());
+            break;
+        }
+        let (opt, inline) = match a.split_once('=') {
+            Some((o, v)) => (o, Some(v.to_string())),
+            None => (a.as_str(), None),
+        };
+        let mut val = |opt: &str| -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => need(&mut it, opt).cloned(),
+            }
+        };
+        let l = &mut cmd.limits;
+        let e = |e: crate::error::Error| e.to_string();
+        match opt {
+            "--memory" => l.memory = Some(parse_size("memory", &val(opt)?).map_err(e)?),
+            "--job-memory" => l.job_memory = Some(parse_size("job_memory", &val(opt)?).map_err(e)?),
+            "--cpu-time" => l.cpu_time = Some(parse_duration("cpu_time", &val(opt)?).map_err(e)?),
+            "--wall-time" => {
+                l.wall_time = Some(parse_duration("wall_time", &val(opt)?).map_err(e)?)
+            }
+            "--processes" => l.processes = Some(count("processes", &val(opt)?)?),
+            "--total-processes" => l.total_processes = Some(count("total_processes", &val(opt)?)?),
+            "--output-limit" => {
+                l.output_limit = Some(parse_size("output_limit", &val(opt)?).map_err(e)?)
+            }
+            "--cpu-rate" => l.cpu_rate = Some(count("cpu_rate", &val(opt)?)?),
+            "--affinity" => l.affinity = Some(number("affinity", &val(opt)?)?),
+            "--priority" => l.priority = Some(Priority::parse(&val(opt)?).map_err(e)?),
+            "--io-rate" => l.io_rate = Some(parse_size("io_rate", &val(opt)?).map_err(e)?),
+            "--no-ui-restrictions" => l.ui_restrictions = false,
+            "--stdin" => cmd.stdin = Stdin::File(PathBuf::from(val(opt)?)),
+            "--stdout" => cmd.stdout = Output::File(PathBuf::from(val(opt)?)),
+            "--stderr" => cmd.stderr = Output::File(PathBuf::from(val(opt)?)),
+            "--cwd" => cmd.cwd = Some(PathBuf::from(val(opt)?)),
+            "--env" => {
+                let v = val(opt)?;
+                let (k, x) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--env takes NAME=VALUE, not {v:?}"))?;
+                cmd.env.changes.push((k.to_string(), Some(x.to_string())));
+            }
+            "--clean-env" => cmd.env.inherit = false,
+            "--json" => json = true,
+            "--help" => return Err(String::new()),
+            _ => return Err(format!("unknown option {opt:?}")),
+        }
+        if inline.is_some() && matches!(opt, "--no-ui-restrictions" | "--clean-env" | "--json") {
+            return Err(format!("{opt} takes no value"));
+        }
+    }
+    let program = program.ok_or("no PROGRAM given")?;
+    if program.is_empty() {
+        return Err("PROGRAM is empty".into());
+    }
+    cmd.program = program;
+    cmd.args = it.cloned().collect();
+    cmd.limits.validate().map_err(|e| e.to_string())?;
+    Ok(Invocation { command: cmd, json })
+}
+
+fn human(o: &Outcome) -> String {
+    let mut s = format!("verdict: {}", o.verdict().as_str());
+    if let Some(m) = o.mechanism {
+        s += &format!(" (by {}", m.as_str());
+        if let Some(l) = o.limit {
+            s += &format!(", limit {l}");
+        }
+        s += ")";
+    }
+    if let Some(c) = o.exit_code {
+        s += &format!("\nexit code: {c}");
+        if let Some(n) = o.status {
+            s += &format!(" ({n})");
+        } else if c > 0xFFFF {
+            s += &format!(" (0x{c:08X})");
+        }
+    }
+    s += &format!(
+        "\ncpu: {:.3}s (user {:.3}s, kernel {:.3}s)  wall: {:.3}s\npeak memory: {} bytes (job {} bytes)  processes: {}",
+        o.cpu_time(),
+        o.user_time,
+        o.kernel_time,
+        o.wall_time,
+        o.peak_memory,
+        o.peak_job_memory,
+        o.processes
+    );
+    if o.truncated {
+        s += "\noutput truncated at the output limit";
+    }
+    for n in &o.not_applied {
+        s += &format!("\nnot applied: {} ({})", n.limit, n.reason);
+    }
+    if let Some(e) = &o.error {
+        s += &format!("\nerror: {e}");
+    }
+    s
+}
+
+/// Runs the CLI with `args` (without the program name), writing to `out` and
+/// `err`; returns the exit status.
+pub fn main_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let inv = match parse(args) {
+        Ok(i) => i,
+        Err(m) if m.is_empty() => {
+            let _ = write!(out, "{USAGE}");
+            return if args.is_empty() { 2 } else { 0 };
+        }
+        Err(m) => {
+            let _ = writeln!(err, "winsandbox: {m}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    let captured = matches!(inv.command.stdout, Output::Capture)
+        || matches!(inv.command.stderr, Output::Capture);
+    match crate::run(&inv.command) {
+        Ok(o) => {
+            if inv.json {
+                let _ = writeln!(out, "{}", o.to_json(captured));
+            } else {
+                let _ = out.write_all(&o.stdout);
+                let _ = err.write_all(&o.stderr);
+                let _ = writeln!(err, "{}", human(&o));
+            }
+            match o.verdict() {
+                Verdict::Ok => 0,
+                Verdict::Se => 3,
+                _ => 1,
+            }
+        }
+        Err(e) => {
+            if inv.json {
+                let o = Outcome {
+                    verdict: Some(Verdict::Se),
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                };
+                let _ = writeln!(out, "{}", o.to_json(false));
+            }
+            let _ = writeln!(err, "winsandbox: {e}");
+            3
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn p(a: &[&str]) -> Result<Invocation, String> {
+        parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn full_command() {
+        let i = p(&[
+            "run",
+            "--memory",
+            "64M",
+            "--job-memory=1G",
+            "--cpu-time",
+            "1.5",
+            "--wall-time",
+            "200ms",
+            "--processes",
+            "4",
+            "--output-limit",
+            "1K",
+            "--stdin",
+            "in.txt",
+            "--json",
+            "--",
+            "prog",
+            "--memory",
+            "x",
+        ])
+        .unwrap();
+        let l = &i.command.limits;
+        assert_eq!(l.memory, Some(64 << 20));
+        assert_eq!(l.job_memory, Some(1 << 30));
+        assert_eq!(l.cpu_time, Some(Duration::from_millis(1500)));
+        assert_eq!(l.wall_time, Some(Duration::from_millis(200)));
+        assert_eq!(l.processes, Some(4));
+        assert_eq!(l.output_limit, Some(1024));
+        assert!(i.json);
+        assert_eq!(i.command.program, "prog");
+        assert_eq!(i.command.args, vec!["--memory", "x"]);
+        assert_eq!(i.command.stdin, Stdin::File("in.txt".into()));
+    }
+
+    #[test]
+    fn program_without_dashdash() {
+        let i = p(&["run", "--wall-time", "1", "prog", "a"]).unwrap();
+        assert_eq!(i.command.program, "prog");
+        assert_eq!(i.command.args, vec!["a"]);
+    }
+
+    #[test]
+    fn usage_errors_name_the_problem() {
+        for (args, needle) in [
+            (vec!["run", "--memory", "12Q", "--", "x"], "memory"),
+            (vec!["run", "--memory"], "--memory needs a value"),
+            (vec!["run", "--bogus", "x"], "--bogus"),
+            (vec!["run", "--processes", "0", "x"], "processes"),
+            (vec!["run", "--cpu-rate", "150", "x"], "cpu_rate"),
+            (vec!["run"], "no PROGRAM"),
+            (vec!["frobnicate"], "unknown command"),
+            (vec!["run", "--env", "novalue", "x"], "NAME=VALUE"),
+            (vec!["run", "--json=1", "x"], "takes no value"),
+        ] {
+            let e = p(&args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_exit_2() {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = main_with(
+            &["run".into(), "--wall-time".into(), "-1".into(), "x".into()],
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(code, 2);
+        assert!(String::from_utf8_lossy(&err).contains("wall_time"));
+    }
+}

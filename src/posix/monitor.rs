@@ -1,0 +1,347 @@
+//! One monitor thread for every live POSIX job: wall-time deadlines, and
+//! every `SAMPLE_INTERVAL` one scan of `/proc` for the jobs that need it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::decide::{check_sample, needs_sampling, Sample, SAMPLE_INTERVAL};
+use crate::limits::Limits;
+use crate::outcome::{Mechanism, Verdict};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub verdict: Verdict,
+    pub limit: &'static str,
+    pub mechanism: Mechanism,
+}
+
+#[derive(Default)]
+pub(crate) struct JobState {
+    pub started: Option<Instant>,
+    pub hit: Option<Hit>,
+    /// Session ids (= process-group ids) of the processes started into the job.
+    pub sessions: Vec<i32>,
+    pub seen: std::collections::HashSet<i32>,
+    pub peak_process_memory: u64,
+    pub peak_job_memory: u64,
+    pub cpu_ticks: u64,
+}
+
+pub(crate) struct JobShared {
+    pub key: usize,
+    pub limits: Limits,
+    sampled: bool,
+    state: Mutex<JobState>,
+}
+
+impl JobShared {
+    pub fn lock(&self) -> MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// SIGKILL to every process group of the job.
+    pub fn kill_all(&self) {
+        let sessions = self.lock().sessions.clone();
+        for s in sessions {
+            // SAFETY: kill(2) on a process group we created; no memory involved.
+            unsafe { libc::kill(-s, libc::SIGKILL) };
+        }
+    }
+
+    pub fn fire(&self, hit: Hit) {
+        let first = {
+            let mut st = self.lock();
+            let first = st.hit.is_none();
+            if first {
+                st.hit = Some(hit);
+            }
+            first
+        };
+        if first {
+            self.kill_all();
+        }
+    }
+
+    pub fn hit(&self) -> Option<Hit> {
+        self.lock().hit
+    }
+
+    pub fn start_clock(&self) {
+        self.lock().started.get_or_insert(Instant::now());
+        wake();
+    }
+
+    pub fn add_session(&self, sid: i32) {
+        let mut st = self.lock();
+        st.sessions.push(sid);
+        st.seen.insert(sid);
+    }
+}
+
+struct Monitor {
+    jobs: Mutex<HashMap<usize, Arc<JobShared>>>,
+    next_key: AtomicUsize,
+    wake: Condvar,
+    pending: Mutex<bool>,
+}
+
+static MONITOR: OnceLock<Monitor> = OnceLock::new();
+
+fn monitor() -> &'static Monitor {
+    let mut fresh = false;
+    let m = MONITOR.get_or_init(|| {
+        fresh = true;
+        Monitor {
+            jobs: Mutex::new(HashMap::new()),
+            next_key: AtomicUsize::new(1),
+            wake: Condvar::new(),
+            pending: Mutex::new(false),
+        }
+    });
+    if fresh {
+        std::thread::Builder::new()
+            .name("winsandbox-monitor".into())
+            .spawn(move || run_thread(m))
+            .expect("monitor thread");
+    }
+    m
+}
+
+fn jobs(m: &Monitor) -> MutexGuard<'_, HashMap<usize, Arc<JobShared>>> {
+    m.jobs.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wake() {
+    let m = monitor();
+    *m.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    m.wake.notify_one();
+}
+
+pub(crate) fn register(limits: &Limits) -> Arc<JobShared> {
+    let m = monitor();
+    let key = m.next_key.fetch_add(1, Ordering::Relaxed);
+    let job = Arc::new(JobShared {
+        key,
+        limits: limits.clone(),
+        sampled: needs_sampling(limits),
+        state: Mutex::new(JobState::default()),
+    });
+    jobs(m).insert(key, job.clone());
+    wake();
+    job
+}
+
+pub(crate) fn unregister(job: &JobShared) {
+    jobs(monitor()).remove(&job.key);
+}
+
+fn run_thread(m: &'static Monitor) {
+    let mut next_sample = Instant::now() + SAMPLE_INTERVAL;
+    loop {
+        let now = Instant::now();
+        let all: Vec<Arc<JobShared>> = jobs(m).values().cloned().collect();
+        let mut until: Option<Instant> = None;
+        let mut any_sampled = false;
+        for j in &all {
+            let started = j.lock().started;
+            if let (Some(w), Some(s)) = (j.limits.wall_time, started) {
+                if now.saturating_duration_since(s) > w {
+                    j.fire(Hit {
+                        verdict: Verdict::Wle,
+                        limit: "wall_time",
+                        mechanism: Mechanism::Monitor,
+                    });
+                } else {
+                    let d = s + w + Duration::from_millis(1);
+                    until = Some(until.map_or(d, |u| u.min(d)));
+                }
+            }
+            any_sampled |= j.sampled && started.is_some() && j.hit().is_none();
+        }
+        if any_sampled {
+            if now >= next_sample {
+                sample_all(&all, now);
+                next_sample = now + SAMPLE_INTERVAL;
+            }
+            until = Some(until.map_or(next_sample, |u| u.min(next_sample)));
+        }
+        let mut pending = m.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !*pending {
+            pending = match until {
+                Some(t) => {
+                    m.wake
+                        .wait_timeout(pending, t.saturating_duration_since(Instant::now()))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                None => m.wake.wait(pending).unwrap_or_else(|p| p.into_inner()),
+            };
+        }
+        *pending = false;
+    }
+}
+
+/// One process as `/proc/PID/stat` and `statm` tell it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub session: i32,
+    /// utime + stime + cutime + cstime, clock ticks.
+    pub cpu_ticks: u64,
+    /// Private writable memory (statm "data"), bytes.
+    pub data_bytes: u64,
+}
+
+/// Parses `/proc/PID/stat` (the command name may hold spaces and parentheses).
+pub fn parse_stat(pid: i32, stat: &str) -> Option<ProcInfo> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] = state (field 3); session = field 6; utime..cstime = fields 14..17
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
+    let session = n(3)? as i32;
+    let cpu = (n(11)? + n(12)? + n(13)? + n(14)?).max(0) as u64;
+    if f[0] == "Z" {
+        return Some(ProcInfo {
+            pid,
+            session,
+            cpu_ticks: cpu,
+            data_bytes: 0,
+        });
+    }
+    Some(ProcInfo {
+        pid,
+        session,
+        cpu_ticks: cpu,
+        data_bytes: 0,
+    })
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+pub fn clock_ticks() -> u64 {
+    // SAFETY: as above.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Every process whose session is in `sessions`.
+pub fn scan(sessions: &std::collections::HashSet<i32>) -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    let page = page_size();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(mut info) = parse_stat(pid, &stat) else {
+            continue;
+        };
+        if !sessions.contains(&info.session) {
+            continue;
+        }
+        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
+            // size resident shared text lib data dt
+            if let Some(d) = statm
+                .split_whitespace()
+                .nth(5)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                info.data_bytes = d * page;
+            }
+        }
+        out.push(info);
+    }
+    out
+}
+
+fn sample_all(all: &[Arc<JobShared>], now: Instant) {
+    let live: Vec<&Arc<JobShared>> = all
+        .iter()
+        .filter(|j| j.sampled && j.lock().started.is_some() && j.hit().is_none())
+        .collect();
+    let mut sessions = std::collections::HashSet::new();
+    for j in &live {
+        sessions.extend(j.lock().sessions.iter().copied());
+    }
+    let procs = scan(&sessions);
+    let ticks = clock_ticks();
+    for j in live {
+        let mut st = j.lock();
+        let mine: Vec<&ProcInfo> = procs
+            .iter()
+            .filter(|p| st.sessions.contains(&p.session))
+            .collect();
+        let cpu: u64 = mine.iter().map(|p| p.cpu_ticks).sum();
+        st.cpu_ticks = st.cpu_ticks.max(cpu);
+        for p in &mine {
+            st.seen.insert(p.pid);
+            st.peak_process_memory = st.peak_process_memory.max(p.data_bytes);
+        }
+        let job_mem: u64 = mine.iter().map(|p| p.data_bytes).sum();
+        st.peak_job_memory = st.peak_job_memory.max(job_mem);
+        let s = Sample {
+            cpu_time: Duration::from_secs_f64(st.cpu_ticks as f64 / ticks as f64),
+            process_memory: st.peak_process_memory,
+            job_memory: st.peak_job_memory,
+            active_processes: mine.iter().filter(|p| p.data_bytes > 0).count() as u32,
+            total_processes: st.seen.len() as u32,
+        };
+        let elapsed = st
+            .started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        drop(st);
+        if let Some((verdict, limit)) = check_sample(&j.limits, elapsed, &s) {
+            j.fire(Hit {
+                verdict,
+                limit,
+                mechanism: Mechanism::Monitor,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_command_names() {
+        let s = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 100 0 0";
+        let p = parse_stat(1234, s).unwrap();
+        assert_eq!(p.session, 1234);
+        assert_eq!(p.cpu_ticks, 13);
+        assert!(parse_stat(1, "garbage").is_none());
+    }
+
+    #[test]
+    fn scan_finds_this_session() {
+        // SAFETY: getsid(0) reads our own session id.
+        let sid = unsafe { libc::getsid(0) };
+        let procs = scan(&[sid].into_iter().collect());
+        let me = std::process::id() as i32;
+        let p = procs
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("this process in its own session");
+        assert!(p.data_bytes > 0);
+    }
+}

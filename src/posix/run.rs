@@ -1,0 +1,719 @@
+//! One run and a long-lived job on the POSIX backend.
+
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio as StdStdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::monitor::{self, clock_ticks, scan, Hit, JobShared};
+use crate::command::{Command, Output, Stdin};
+use crate::error::{Error, Result};
+use crate::limits::{Limits, Priority};
+use crate::outcome::{signal_name, Mechanism, NotApplied, Outcome, Verdict};
+
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+fn not_applied(l: &Limits) -> Vec<NotApplied> {
+    let mut v = Vec::new();
+    let why = "not available on this platform (Windows only)";
+    if l.cpu_rate.is_some() {
+        v.push(NotApplied {
+            limit: "cpu_rate",
+            reason: why.into(),
+        });
+    }
+    if l.io_rate.is_some() {
+        v.push(NotApplied {
+            limit: "io_rate",
+            reason: why.into(),
+        });
+    }
+    if l.affinity.is_some() {
+        v.push(NotApplied {
+            limit: "affinity",
+            reason: "not applied by the POSIX backend".into(),
+        });
+    }
+    if l.ui_restrictions {
+        v.push(NotApplied {
+            limit: "ui_restrictions",
+            reason: why.into(),
+        });
+    }
+    v
+}
+
+fn nice_of(p: Priority) -> i32 {
+    match p {
+        Priority::Idle => 19,
+        Priority::BelowNormal => 10,
+        Priority::Normal => 0,
+        Priority::AboveNormal => -5,
+        Priority::High => -10,
+    }
+}
+
+fn io_err(op: impl Into<String>, e: std::io::Error) -> Error {
+    Error::from_io(op, e)
+}
+
+/// A `std::process::Command` that starts a new session with the job's rlimits.
+fn build(
+    cmd: &Command,
+    stdin: StdStdio,
+    stdout: StdStdio,
+    stderr: StdStdio,
+) -> Result<std::process::Command> {
+    let mut c = std::process::Command::new(resolve(cmd)?);
+    c.args(&cmd.args);
+    if !cmd.env.inherit {
+        c.env_clear();
+    }
+    for (k, v) in &cmd.env.changes {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(Error::invalid(
+                "env",
+                format!("environment variable name {k:?} is not valid"),
+            ));
+        }
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = &cmd.cwd {
+        if !d.is_dir() {
+            return Err(Error::os(
+                format!("cwd {d:?}: no such directory"),
+                libc::ENOENT,
+            ));
+        }
+        c.current_dir(d);
+    }
+    c.stdin(stdin).stdout(stdout).stderr(stderr);
+    let l = &cmd.limits;
+    let data = l
+        .memory
+        .map(|m| m.saturating_mul(2).saturating_add(64 << 20));
+    let cpu = l.cpu_time.map(|t| t.as_secs() + 1);
+    let nice = l.priority.map(nice_of);
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (setsid, prctl, getppid, setrlimit, setpriority).
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: see above.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            #[cfg(target_os = "linux")]
+            {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
+                if libc::getppid() != parent {
+                    libc::_exit(137); // the supervisor died before prctl took hold
+                }
+            }
+            let _ = parent;
+            let set = |res, v: u64| {
+                let r = libc::rlimit {
+                    rlim_cur: v as libc::rlim_t,
+                    rlim_max: v as libc::rlim_t,
+                };
+                libc::setrlimit(res, &r)
+            };
+            if let Some(d) = data {
+                set(libc::RLIMIT_DATA, d);
+            }
+            if let Some(c) = cpu {
+                let r = libc::rlimit {
+                    rlim_cur: c as libc::rlim_t,
+                    rlim_max: (c + 1) as libc::rlim_t,
+                };
+                libc::setrlimit(libc::RLIMIT_CPU, &r);
+            }
+            set(libc::RLIMIT_CORE, 0);
+            if let Some(n) = nice {
+                libc::setpriority(libc::PRIO_PROCESS, 0, n);
+            }
+            Ok(())
+        });
+    }
+    Ok(c)
+}
+
+/// A clear error for a program that does not exist (std would say only ENOENT).
+fn resolve(cmd: &Command) -> Result<std::path::PathBuf> {
+    let p = std::path::Path::new(&cmd.program);
+    if cmd.program.contains('/') {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        return Err(Error::os(
+            format!("starting {:?}: no such program", cmd.program),
+            libc::ENOENT,
+        ));
+    }
+    let mut path = if cmd.env.inherit {
+        std::env::var("PATH").ok()
+    } else {
+        None
+    };
+    for (k, v) in &cmd.env.changes {
+        if k == "PATH" {
+            path = v.clone();
+        }
+    }
+    std::env::split_paths(&path.unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .map(|d| d.join(&cmd.program))
+        .find(|c| c.is_file())
+        .ok_or_else(|| {
+            Error::os(
+                format!("starting {:?}: not found on PATH", cmd.program),
+                libc::ENOENT,
+            )
+        })
+}
+
+fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: pidfd_open returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            // SAFETY: a new fd we own.
+            return Some(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+    }
+    let _ = pid;
+    None
+}
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+    Discard,
+}
+
+pub struct Running {
+    job: Arc<JobShared>,
+    child: std::process::Child,
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    started: Instant,
+    stdin: Option<(OwnedFd, Vec<u8>, usize)>,
+    readers: [Option<OwnedFd>; 2],
+    sinks: [Sink; 2],
+    remaining: Option<u64>,
+    truncated: bool,
+    exit: Option<(libc::c_int, libc::rusage, Instant)>,
+    drain_until: Option<Instant>,
+    killed: bool,
+    not_applied: Vec<NotApplied>,
+    outcome: Option<Outcome>,
+}
+
+impl Running {
+    pub fn start(cmd: &Command) -> Result<Running> {
+        cmd.limits.validate()?;
+        let mk = |o: &Output| -> Result<Sink> {
+            Ok(match o {
+                Output::Capture => Sink::Memory(Vec::new()),
+                Output::Discard => Sink::Discard,
+                Output::File(p) => Sink::File(
+                    std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))?,
+                ),
+            })
+        };
+        let sinks = [mk(&cmd.stdout)?, mk(&cmd.stderr)?];
+        let stdin = match &cmd.stdin {
+            Stdin::Null => StdStdio::null(),
+            Stdin::Bytes(_) => StdStdio::piped(),
+            Stdin::File(p) => StdStdio::from(
+                std::fs::File::open(p).map_err(|e| io_err(format!("opening {p:?}"), e))?,
+            ),
+        };
+        let mut c = build(cmd, stdin, StdStdio::piped(), StdStdio::piped())?;
+        let job = monitor::register(&cmd.limits);
+        job.start_clock();
+        let started = Instant::now();
+        let mut child = c.spawn().map_err(|e| {
+            monitor::unregister(&job);
+            io_err(format!("starting {:?}", cmd.program), e)
+        })?;
+        let pid = child.id() as i32;
+        job.add_session(pid);
+        let take = |fd: Option<OwnedFd>| {
+            if let Some(f) = &fd {
+                set_nonblocking(f.as_raw_fd());
+            }
+            fd
+        };
+        let out = take(child.stdout.take().map(OwnedFd::from));
+        let err = take(child.stderr.take().map(OwnedFd::from));
+        let stdin = match (&cmd.stdin, child.stdin.take()) {
+            (Stdin::Bytes(b), Some(s)) if !b.is_empty() => {
+                let fd = OwnedFd::from(s);
+                set_nonblocking(fd.as_raw_fd());
+                Some((fd, b.clone(), 0))
+            }
+            _ => None, // dropping the pipe: end of file at once
+        };
+        Ok(Running {
+            job,
+            child,
+            pid,
+            pidfd: pidfd(pid),
+            started,
+            stdin,
+            readers: [out, err],
+            sinks,
+            remaining: cmd.limits.output_limit,
+            truncated: false,
+            exit: None,
+            drain_until: None,
+            killed: false,
+            not_applied: not_applied(&cmd.limits),
+            outcome: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// The processes of the job alive now.
+    pub fn process_ids(&self) -> Result<Vec<u32>> {
+        let sessions = self.job.lock().sessions.iter().copied().collect();
+        Ok(scan(&sessions)
+            .into_iter()
+            .filter(|p| p.data_bytes > 0 || p.pid != self.pid)
+            .map(|p| p.pid as u32)
+            .collect::<Vec<_>>())
+        .map(|v| v.into_iter().filter(|&p| crate_alive(p)).collect())
+    }
+
+    pub fn kill(&mut self) {
+        if self.exit.is_none() {
+            self.killed = true;
+        }
+        self.job.kill_all();
+    }
+
+    fn pump_io(&mut self) -> Result<()> {
+        if let Some((fd, data, pos)) = &mut self.stdin {
+            loop {
+                if *pos >= data.len() {
+                    self.stdin = None;
+                    break;
+                }
+                let chunk = &data[*pos..(*pos + 65536).min(data.len())];
+                // SAFETY: writing from a live buffer to an fd we own.
+                let n =
+                    unsafe { libc::write(fd.as_raw_fd(), chunk.as_ptr() as *const _, chunk.len()) };
+                if n > 0 {
+                    *pos += n as usize;
+                    continue;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted
+                {
+                    break;
+                }
+                self.stdin = None; // EPIPE: the child stopped reading
+                break;
+            }
+        }
+        let mut buf = [0u8; 65536];
+        for i in 0..2 {
+            while let Some(fd) = &self.readers[i] {
+                // SAFETY: reading into a live stack buffer from an fd we own.
+                let n =
+                    unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut _, buf.len()) };
+                if n > 0 {
+                    let chunk = &buf[..n as usize];
+                    let keep = match &mut self.remaining {
+                        Some(r) => {
+                            let k = (*r).min(chunk.len() as u64) as usize;
+                            *r -= k as u64;
+                            k
+                        }
+                        None => chunk.len(),
+                    };
+                    match &mut self.sinks[i] {
+                        Sink::Memory(v) => v.extend_from_slice(&chunk[..keep]),
+                        Sink::File(f) => f
+                            .write_all(&chunk[..keep])
+                            .map_err(|e| io_err("writing output file", e))?,
+                        Sink::Discard => {}
+                    }
+                    if keep < chunk.len() && !self.truncated {
+                        self.truncated = true;
+                        self.job.fire(Hit {
+                            verdict: Verdict::Ole,
+                            limit: "output_limit",
+                            mechanism: Mechanism::Monitor,
+                        });
+                    }
+                    continue;
+                }
+                if n == 0 {
+                    self.readers[i] = None;
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    self.readers[i] = None;
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn try_reap(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is valid.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // Kill the rest of the tree while the main process is still a zombie
+        // (its pid, the group's id, cannot be reused until it is reaped).
+        // SAFETY: an all-zero siginfo_t is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with WNOWAIT only peeks; `info` is writable.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: reading the pid field waitid filled (0 when nothing exited).
+        if r != 0 || unsafe { info.si_pid() } == 0 {
+            return;
+        }
+        self.job.kill_all();
+        // SAFETY: reaping our own child; `status` and `ru` are writable.
+        let r = unsafe { libc::wait4(self.pid, &mut status, 0, &mut ru) };
+        if r == self.pid {
+            self.exit = Some((status, ru, Instant::now()));
+            self.drain_until = Some(Instant::now() + DRAIN_LIMIT);
+        }
+    }
+
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Option<Outcome>> {
+        if let Some(o) = &self.outcome {
+            return Ok(Some(o.clone()));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.pump_io()?;
+            self.try_reap();
+            let drained = self.readers.iter().all(Option::is_none);
+            if self.exit.is_some()
+                && (drained || self.drain_until.is_some_and(|d| Instant::now() >= d))
+            {
+                let o = self.finish();
+                self.outcome = Some(o.clone());
+                return Ok(Some(o));
+            }
+            let mut fds: Vec<libc::pollfd> = Vec::new();
+            for r in self.readers.iter().flatten() {
+                fds.push(libc::pollfd {
+                    fd: r.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            if let Some((fd, _, _)) = &self.stdin {
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                });
+            }
+            let mut slice = 50i32; // without a pidfd, exit is polled this often
+            if self.exit.is_none() {
+                if let Some(p) = &self.pidfd {
+                    fds.push(libc::pollfd {
+                        fd: p.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    slice = -1;
+                } else {
+                    slice = 5;
+                }
+            }
+            let now = Instant::now();
+            let mut until = deadline;
+            if let Some(d) = self.drain_until {
+                until = Some(until.map_or(d, |u| u.min(d)));
+            }
+            let mut ms = until.map_or(slice, |u| {
+                crate::decide::dur_to_timeout_ms(u.saturating_duration_since(now))
+                    .min(i32::MAX as u32) as i32
+            });
+            if slice >= 0 && (ms < 0 || ms > slice) {
+                ms = slice;
+            }
+            // SAFETY: `fds` is a live array of pollfd of the length passed.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(io_err("poll", e));
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) && self.exit.is_none() {
+                self.pump_io()?;
+                self.try_reap();
+                if self.exit.is_none() {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Outcome {
+        let (status, ru, exited) = self.exit.expect("finish after exit");
+        monitor::unregister(&self.job);
+        let st = self.job.lock();
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let sampled_cpu = st.cpu_ticks as f64 / clock_ticks() as f64;
+        let (user, kernel) = (tv(ru.ru_utime), tv(ru.ru_stime));
+        let scale = if user + kernel < sampled_cpu && user + kernel > 0.0 {
+            sampled_cpu / (user + kernel)
+        } else {
+            1.0
+        };
+        let maxrss = (ru.ru_maxrss.max(0) as u64) * 1024;
+        let mut o = Outcome {
+            pid: self.pid as u32,
+            user_time: user * scale,
+            kernel_time: kernel * scale,
+            wall_time: exited.saturating_duration_since(self.started).as_secs_f64(),
+            peak_memory: st.peak_process_memory.max(maxrss),
+            peak_job_memory: st.peak_job_memory.max(maxrss),
+            processes: (st.seen.len() as u32).max(1),
+            read_bytes: (ru.ru_inblock.max(0) as u64) * 512,
+            write_bytes: (ru.ru_oublock.max(0) as u64) * 512,
+            truncated: self.truncated,
+            not_applied: self.not_applied.clone(),
+            ..Default::default()
+        };
+        let hit = st.hit;
+        drop(st);
+        let signal = if libc::WIFSIGNALED(status) {
+            Some(libc::WTERMSIG(status))
+        } else {
+            None
+        };
+        o.exit_code = Some(match signal {
+            Some(s) => -(s as i64),
+            None => libc::WEXITSTATUS(status) as i64,
+        });
+        o.status = signal.and_then(signal_name);
+        for (i, s) in self.sinks.iter_mut().enumerate() {
+            if let Sink::Memory(v) = s {
+                let v = std::mem::take(v);
+                if i == 0 {
+                    o.stdout = v;
+                } else {
+                    o.stderr = v;
+                }
+            }
+        }
+        let abnormal = signal.is_some() || o.exit_code != Some(0);
+        let (verdict, mech, limit) = if let Some(h) = hit {
+            (h.verdict, h.mechanism, Some(h.limit))
+        } else if self.killed {
+            o.error = Some("killed by the supervisor before it ended".into());
+            (Verdict::Se, Mechanism::Sandbox, None)
+        } else if signal == Some(libc::SIGXCPU) {
+            (Verdict::Tle, Mechanism::Kernel, Some("cpu_time"))
+        } else if abnormal && self.job.limits.memory.is_some_and(|m| o.peak_memory > m) {
+            (Verdict::Mle, Mechanism::Kernel, Some("memory"))
+        } else if abnormal {
+            (Verdict::Re, Mechanism::Exit, None)
+        } else {
+            (Verdict::Ok, Mechanism::Exit, None)
+        };
+        o.verdict = Some(verdict);
+        o.mechanism = Some(mech);
+        o.limit = limit;
+        o
+    }
+}
+
+fn crate_alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("");
+    !stat.is_empty() && state != "Z" && state != "X"
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.job.kill_all();
+        if self.exit.is_none() {
+            let _ = self.child.wait();
+        }
+        monitor::unregister(&self.job);
+    }
+}
+
+pub fn run(cmd: &Command) -> Result<Outcome> {
+    let mut r = Running::start(cmd)?;
+    loop {
+        if let Some(o) = r.wait(None)? {
+            return Ok(o);
+        }
+    }
+}
+
+/// A long-lived job: several processes (each its own session), accounting,
+/// termination. Dropping it kills them all.
+pub struct Sandbox {
+    job: Arc<JobShared>,
+    pub not_applied: Vec<NotApplied>,
+}
+
+pub struct Child {
+    child: std::sync::Mutex<std::process::Child>,
+    pid: u32,
+}
+
+impl Child {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The exit code (minus the signal) once it ended within `timeout`.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<i64>> {
+        let until = timeout.map(|t| Instant::now() + t);
+        loop {
+            let st = self
+                .child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_wait()
+                .map_err(|e| io_err("waitpid", e))?;
+            if let Some(s) = st {
+                use std::os::unix::process::ExitStatusExt;
+                return Ok(Some(
+                    s.code()
+                        .map_or_else(|| -(s.signal().unwrap_or(0) as i64), |c| c as i64),
+                ));
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn new(limits: &Limits) -> Result<Sandbox> {
+        limits.validate()?;
+        let job = monitor::register(limits);
+        job.start_clock();
+        Ok(Sandbox {
+            job,
+            not_applied: not_applied(limits),
+        })
+    }
+
+    pub fn spawn(&self, cmd: &Command) -> Result<Child> {
+        let out = |o: &Output| -> Result<StdStdio> {
+            Ok(match o {
+                Output::File(p) => StdStdio::from(
+                    std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))?,
+                ),
+                _ => StdStdio::null(),
+            })
+        };
+        let stdin = match &cmd.stdin {
+            Stdin::Null => StdStdio::null(),
+            Stdin::File(p) => StdStdio::from(
+                std::fs::File::open(p).map_err(|e| io_err(format!("opening {p:?}"), e))?,
+            ),
+            Stdin::Bytes(_) => {
+                return Err(Error::invalid(
+                    "stdin",
+                    "bytes are for run(); give a file here",
+                ))
+            }
+        };
+        let mut c = build(cmd, stdin, out(&cmd.stdout)?, out(&cmd.stderr)?)?;
+        let child = c
+            .spawn()
+            .map_err(|e| io_err(format!("starting {:?}", cmd.program), e))?;
+        let pid = child.id();
+        self.job.add_session(pid as i32);
+        Ok(Child {
+            child: std::sync::Mutex::new(child),
+            pid,
+        })
+    }
+
+    pub fn process_ids(&self) -> Vec<u32> {
+        let sessions = self.job.lock().sessions.iter().copied().collect();
+        scan(&sessions)
+            .into_iter()
+            .map(|p| p.pid as u32)
+            .filter(|&p| crate_alive(p))
+            .collect()
+    }
+
+    pub fn terminate(&self) {
+        self.job.kill_all();
+    }
+
+    pub fn hit(&self) -> Option<(Verdict, &'static str, Mechanism)> {
+        self.job.hit().map(|h| (h.verdict, h.limit, h.mechanism))
+    }
+
+    /// (user + kernel CPU seconds, peak process memory, peak job memory) as last sampled.
+    pub fn usage(&self) -> (f64, u64, u64) {
+        let st = self.job.lock();
+        (
+            st.cpu_ticks as f64 / clock_ticks() as f64,
+            st.peak_process_memory,
+            st.peak_job_memory,
+        )
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.job.kill_all();
+        monitor::unregister(&self.job);
+    }
+}

@@ -1,0 +1,653 @@
+//! The native module `winsandbox._winsandbox`: small and primitive (argv,
+//! paths, integers and seconds). The friendly API is Python
+//! (`python/winsandbox/`).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::backend;
+use crate::cmdline::EnvSpec;
+use crate::command::{Command, Output, SpawnPath, Stdin};
+use crate::error::Error;
+use crate::limits::{duration_from_secs, Limits, Priority};
+use crate::outcome::Outcome;
+
+/// How long one GIL-free wait lasts before signals are checked.
+const SLICE: Duration = Duration::from_millis(50);
+/// `subprocess.PIPE` and `subprocess.DEVNULL`.
+const PIPE: i64 = -1;
+const DEVNULL: i64 = -3;
+
+fn to_py(e: Error) -> PyErr {
+    match e {
+        Error::Invalid { .. } => PyValueError::new_err(e.to_string()),
+        Error::Os { ref source, .. } => {
+            let msg = e.to_string();
+            match source.raw_os_error() {
+                // OSError(errno, strerror, filename, winerror): CPython derives
+                // errno and the subclass (FileNotFoundError ...) from winerror.
+                #[cfg(windows)]
+                Some(code) => PyOSError::new_err((0, msg, Option::<String>::None, code)),
+                #[cfg(not(windows))]
+                Some(code) => PyOSError::new_err((code, msg)),
+                None => PyOSError::new_err(msg),
+            }
+        }
+    }
+}
+
+fn secs(field: &'static str, v: Option<f64>) -> PyResult<Option<Duration>> {
+    v.map(|s| duration_from_secs(field, s))
+        .transpose()
+        .map_err(to_py)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn limits(
+    memory: Option<u64>,
+    job_memory: Option<u64>,
+    cpu_time: Option<f64>,
+    wall_time: Option<f64>,
+    processes: Option<u32>,
+    total_processes: Option<u32>,
+    output_limit: Option<u64>,
+    cpu_rate: Option<u32>,
+    affinity: Option<u64>,
+    priority: Option<&str>,
+    io_rate: Option<u64>,
+    ui_restrictions: bool,
+    no_crash_dialogs: bool,
+) -> PyResult<Limits> {
+    let l = Limits {
+        memory,
+        job_memory,
+        cpu_time: secs("cpu_time", cpu_time)?,
+        wall_time: secs("wall_time", wall_time)?,
+        processes,
+        total_processes,
+        output_limit,
+        cpu_rate,
+        affinity,
+        priority: priority.map(Priority::parse).transpose().map_err(to_py)?,
+        io_rate,
+        ui_restrictions,
+        no_crash_dialogs,
+    };
+    l.validate().map_err(to_py)?;
+    Ok(l)
+}
+
+fn output(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<Output> {
+    if let Ok(n) = v.extract::<i64>() {
+        return match n {
+            PIPE => Ok(Output::Capture),
+            DEVNULL => Ok(Output::Discard),
+            _ => Err(PyValueError::new_err(format!(
+                "invalid {field}: {n} (use PIPE, DEVNULL or a path)"
+            ))),
+        };
+    }
+    let p: std::path::PathBuf = v
+        .extract()
+        .map_err(|_| PyValueError::new_err(format!("invalid {field}: PIPE, DEVNULL or a path")))?;
+    Ok(Output::File(p))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn command(
+    argv: Vec<String>,
+    cwd: Option<std::path::PathBuf>,
+    env: Option<Vec<(String, Option<String>)>>,
+    env_inherit: bool,
+    stdin: Option<&Bound<'_, PyAny>>,
+    stdout: &Bound<'_, PyAny>,
+    stderr: &Bound<'_, PyAny>,
+    spawn_path: &str,
+    limits: Limits,
+) -> PyResult<Command> {
+    let mut it = argv.into_iter();
+    let program = it
+        .next()
+        .ok_or_else(|| PyValueError::new_err("invalid args: empty argument list"))?;
+    if program.is_empty() {
+        return Err(PyValueError::new_err(
+            "invalid args: the program name is empty",
+        ));
+    }
+    for a in [&program] {
+        if a.contains('\0') {
+            return Err(PyValueError::new_err(
+                "invalid args: embedded NUL character",
+            ));
+        }
+    }
+    let args: Vec<String> = it.collect();
+    if args.iter().any(|a| a.contains('\0')) {
+        return Err(PyValueError::new_err(
+            "invalid args: embedded NUL character",
+        ));
+    }
+    let stdin = match stdin {
+        None => Stdin::Null,
+        Some(s) if s.is_none() => Stdin::Null,
+        Some(s) => {
+            if let Ok(b) = s.cast::<PyBytes>() {
+                Stdin::Bytes(b.as_bytes().to_vec())
+            } else {
+                Stdin::File(
+                    s.extract()
+                        .map_err(|_| PyValueError::new_err("invalid stdin: bytes or a path"))?,
+                )
+            }
+        }
+    };
+    let spawn_path = match spawn_path {
+        "auto" => SpawnPath::Auto,
+        "job_list" => SpawnPath::JobList,
+        "suspended" => SpawnPath::Suspended,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "invalid spawn_path: {other:?} (auto, job_list, suspended)"
+            )))
+        }
+    };
+    Ok(Command {
+        program,
+        args,
+        cwd,
+        env: EnvSpec {
+            inherit: env_inherit,
+            changes: env.unwrap_or_default(),
+        },
+        stdin,
+        stdout: output("stdout", stdout)?,
+        stderr: output("stderr", stderr)?,
+        limits,
+        spawn_path,
+    })
+}
+
+fn outcome_dict<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("verdict", o.verdict().as_str())?;
+    d.set_item("mechanism", o.mechanism.map(|m| m.as_str()))?;
+    d.set_item("limit", o.limit)?;
+    d.set_item("exit_code", o.exit_code)?;
+    d.set_item("status", o.status)?;
+    d.set_item("pid", o.pid)?;
+    d.set_item("user_time", o.user_time)?;
+    d.set_item("kernel_time", o.kernel_time)?;
+    d.set_item("wall_time", o.wall_time)?;
+    d.set_item("peak_memory", o.peak_memory)?;
+    d.set_item("peak_job_memory", o.peak_job_memory)?;
+    d.set_item("processes", o.processes)?;
+    d.set_item("read_bytes", o.read_bytes)?;
+    d.set_item("write_bytes", o.write_bytes)?;
+    d.set_item("stdout", PyBytes::new(py, &o.stdout))?;
+    d.set_item("stderr", PyBytes::new(py, &o.stderr))?;
+    d.set_item("truncated", o.truncated)?;
+    let na: Vec<(String, String)> = o
+        .not_applied
+        .iter()
+        .map(|n| (n.limit.to_string(), n.reason.clone()))
+        .collect();
+    d.set_item("not_applied", na)?;
+    d.set_item("error", o.error.clone())?;
+    Ok(d)
+}
+
+/// A run in progress. `wait()` releases the GIL; dropping or closing it kills the tree.
+#[pyclass(module = "winsandbox._winsandbox")]
+struct Run {
+    inner: Mutex<Option<backend::Running>>,
+    pid: u32,
+}
+
+fn closed() -> PyErr {
+    PyRuntimeError::new_err("this run is closed")
+}
+
+#[pymethods]
+impl Run {
+    #[getter]
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The outcome as a dict once the run ended within `timeout` seconds
+    /// (`None`: wait until it ends), else `None`. Ctrl-C raises
+    /// KeyboardInterrupt (the caller closes the run).
+    #[pyo3(signature = (timeout=None))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let total = secs("timeout", timeout)?;
+        let start = std::time::Instant::now();
+        loop {
+            let slice = match total {
+                Some(t) => t.saturating_sub(start.elapsed()).min(SLICE),
+                None => SLICE,
+            };
+            let r = py.detach(|| {
+                let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                match g.as_mut() {
+                    Some(r) => r.wait(Some(slice)).map(Some),
+                    None => Ok(None),
+                }
+            });
+            match r {
+                Err(e) => return Err(to_py(e)),
+                Ok(None) => return Err(closed()),
+                Ok(Some(Some(o))) => return Ok(Some(outcome_dict(py, &o)?)),
+                Ok(Some(None)) => {}
+            }
+            py.check_signals()?;
+            if total.is_some_and(|t| start.elapsed() >= t) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Ends the whole process tree now (the outcome then says SE, killed).
+    fn kill(&self) -> PyResult<()> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_mut().ok_or_else(closed)?.kill();
+        Ok(())
+    }
+
+    /// Kills whatever still runs and frees every handle. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        py.detach(move || drop(taken));
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _t: Option<&Bound<'_, PyAny>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+}
+
+/// Starts `argv[0]` with `argv[1:]` in a new sandbox.
+#[pyfunction]
+#[pyo3(signature = (
+    argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None,
+    stderr=None, spawn_path="auto",
+    memory=None, job_memory=None, cpu_time=None, wall_time=None, processes=None, total_processes=None,
+    output_limit=None, cpu_rate=None, affinity=None, priority=None, io_rate=None, ui_restrictions=true, no_crash_dialogs=true
+))]
+#[allow(clippy::too_many_arguments)]
+fn start(
+    py: Python<'_>,
+    argv: Vec<String>,
+    cwd: Option<std::path::PathBuf>,
+    env: Option<Vec<(String, Option<String>)>>,
+    env_inherit: bool,
+    stdin: Option<&Bound<'_, PyAny>>,
+    stdout: Option<Bound<'_, PyAny>>,
+    stderr: Option<Bound<'_, PyAny>>,
+    spawn_path: &str,
+    memory: Option<u64>,
+    job_memory: Option<u64>,
+    cpu_time: Option<f64>,
+    wall_time: Option<f64>,
+    processes: Option<u32>,
+    total_processes: Option<u32>,
+    output_limit: Option<u64>,
+    cpu_rate: Option<u32>,
+    affinity: Option<u64>,
+    priority: Option<&str>,
+    io_rate: Option<u64>,
+    ui_restrictions: bool,
+    no_crash_dialogs: bool,
+) -> PyResult<Run> {
+    let l = limits(
+        memory,
+        job_memory,
+        cpu_time,
+        wall_time,
+        processes,
+        total_processes,
+        output_limit,
+        cpu_rate,
+        affinity,
+        priority,
+        io_rate,
+        ui_restrictions,
+        no_crash_dialogs,
+    )?;
+    let pipe = PIPE.into_pyobject(py)?.into_any();
+    let cmd = command(
+        argv,
+        cwd,
+        env,
+        env_inherit,
+        stdin,
+        stdout.as_ref().unwrap_or(&pipe),
+        stderr.as_ref().unwrap_or(&pipe),
+        spawn_path,
+        l,
+    )?;
+    let r = py.detach(|| backend::Running::start(&cmd)).map_err(to_py)?;
+    let pid = r.pid();
+    Ok(Run {
+        inner: Mutex::new(Some(r)),
+        pid,
+    })
+}
+
+/// A process started in a Sandbox.
+#[pyclass(module = "winsandbox._winsandbox")]
+struct Process {
+    inner: backend::Child,
+}
+
+#[pymethods]
+impl Process {
+    #[getter]
+    fn pid(&self) -> u32 {
+        self.inner.pid()
+    }
+
+    /// The exit code once it ended within `timeout` seconds, else None.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i64>> {
+        let total = secs("timeout", timeout)?;
+        let start = std::time::Instant::now();
+        loop {
+            let slice = match total {
+                Some(t) => t.saturating_sub(start.elapsed()).min(SLICE),
+                None => SLICE,
+            };
+            if let Some(c) = py.detach(|| self.inner.wait(Some(slice))).map_err(to_py)? {
+                return Ok(Some(c));
+            }
+            py.check_signals()?;
+            if total.is_some_and(|t| start.elapsed() >= t) {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// A long-lived job: start several processes into it, read its accounting and
+/// process list while they run, terminate it.
+#[pyclass(module = "winsandbox._winsandbox", name = "Sandbox")]
+struct NativeSandbox {
+    inner: Mutex<Option<backend::Sandbox>>,
+}
+
+impl NativeSandbox {
+    fn with<T>(&self, f: impl FnOnce(&backend::Sandbox) -> PyResult<T>) -> PyResult<T> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("this sandbox is closed"))?)
+    }
+}
+
+#[pymethods]
+impl NativeSandbox {
+    #[new]
+    #[pyo3(signature = (
+        *, memory=None, job_memory=None, cpu_time=None, wall_time=None, processes=None, total_processes=None,
+        output_limit=None, cpu_rate=None, affinity=None, priority=None, io_rate=None, ui_restrictions=true, no_crash_dialogs=true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        memory: Option<u64>,
+        job_memory: Option<u64>,
+        cpu_time: Option<f64>,
+        wall_time: Option<f64>,
+        processes: Option<u32>,
+        total_processes: Option<u32>,
+        output_limit: Option<u64>,
+        cpu_rate: Option<u32>,
+        affinity: Option<u64>,
+        priority: Option<&str>,
+        io_rate: Option<u64>,
+        ui_restrictions: bool,
+        no_crash_dialogs: bool,
+    ) -> PyResult<Self> {
+        let l = limits(
+            memory,
+            job_memory,
+            cpu_time,
+            wall_time,
+            processes,
+            total_processes,
+            output_limit,
+            cpu_rate,
+            affinity,
+            priority,
+            io_rate,
+            ui_restrictions,
+            no_crash_dialogs,
+        )?;
+        Ok(NativeSandbox {
+            inner: Mutex::new(Some(backend::Sandbox::new(&l).map_err(to_py)?)),
+        })
+    }
+
+    /// Starts a process in the job; stdio: None (null device) or file paths.
+    #[pyo3(signature = (argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None, stderr=None, spawn_path="auto"))]
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        &self,
+        py: Python<'_>,
+        argv: Vec<String>,
+        cwd: Option<std::path::PathBuf>,
+        env: Option<Vec<(String, Option<String>)>>,
+        env_inherit: bool,
+        stdin: Option<std::path::PathBuf>,
+        stdout: Option<std::path::PathBuf>,
+        stderr: Option<std::path::PathBuf>,
+        spawn_path: &str,
+    ) -> PyResult<Process> {
+        let devnull = DEVNULL.into_pyobject(py)?.into_any();
+        let o = |p: Option<std::path::PathBuf>| -> PyResult<Bound<'_, PyAny>> {
+            Ok(match p {
+                Some(p) => p.into_pyobject(py)?.into_any(),
+                None => devnull.clone(),
+            })
+        };
+        let stdin_obj = stdin
+            .map(|p| p.into_pyobject(py))
+            .transpose()?
+            .map(|b| b.into_any());
+        let cmd = command(
+            argv,
+            cwd,
+            env,
+            env_inherit,
+            stdin_obj.as_ref(),
+            &o(stdout)?,
+            &o(stderr)?,
+            spawn_path,
+            Limits::default(),
+        )?;
+        self.with(|sb| {
+            Ok(Process {
+                inner: py.detach(|| sb.spawn(&cmd)).map_err(to_py)?,
+            })
+        })
+    }
+
+    /// The ids of the processes in the job now.
+    fn process_ids(&self) -> PyResult<Vec<u32>> {
+        #[cfg(windows)]
+        return self.with(|sb| sb.job().process_ids().map_err(to_py));
+        #[cfg(not(windows))]
+        return self.with(|sb| Ok(sb.process_ids()));
+    }
+
+    /// What the job used so far: cpu_time (s), user_time, kernel_time,
+    /// peak_memory, peak_job_memory, processes, active_processes.
+    fn accounting<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        #[cfg(windows)]
+        self.with(|sb| {
+            let a = sb.job().accounting().map_err(to_py)?;
+            let (u, k) = (a.user_time().as_secs_f64(), a.kernel_time().as_secs_f64());
+            d.set_item("cpu_time", u + k)?;
+            d.set_item("user_time", u)?;
+            d.set_item("kernel_time", k)?;
+            d.set_item("peak_memory", a.peak_process_memory)?;
+            d.set_item("peak_job_memory", a.peak_job_memory)?;
+            d.set_item("processes", a.total_processes)?;
+            d.set_item("active_processes", a.active_processes)?;
+            d.set_item("read_bytes", a.read_bytes)?;
+            d.set_item("write_bytes", a.write_bytes)?;
+            Ok(())
+        })?;
+        #[cfg(not(windows))]
+        self.with(|sb| {
+            let (cpu, peak, job) = sb.usage();
+            let pids = sb.process_ids();
+            d.set_item("cpu_time", cpu)?;
+            d.set_item("user_time", cpu)?;
+            d.set_item("kernel_time", 0.0)?;
+            d.set_item("peak_memory", peak)?;
+            d.set_item("peak_job_memory", job)?;
+            d.set_item("processes", pids.len())?;
+            d.set_item("active_processes", pids.len())?;
+            d.set_item("read_bytes", 0)?;
+            d.set_item("write_bytes", 0)?;
+            Ok(())
+        })?;
+        Ok(d)
+    }
+
+    /// Ends every process in the job (Windows: with `exit_code`).
+    #[pyo3(signature = (exit_code=1))]
+    fn terminate(&self, exit_code: u32) -> PyResult<()> {
+        #[cfg(windows)]
+        return self.with(|sb| sb.job().terminate(exit_code).map_err(to_py));
+        #[cfg(not(windows))]
+        {
+            let _ = exit_code;
+            self.with(|sb| {
+                sb.terminate();
+                Ok(())
+            })
+        }
+    }
+
+    /// The limit the monitor saw crossed, if any: (verdict, limit, mechanism).
+    fn hit(&self) -> PyResult<Option<(&'static str, &'static str, &'static str)>> {
+        self.with(|sb| Ok(sb.hit().map(|(v, l, m)| (v.as_str(), l, m.as_str()))))
+    }
+
+    /// Kills every process of the job and frees it. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        py.detach(move || drop(taken));
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _t: Option<&Bound<'_, PyAny>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+}
+
+/// Parses a size (`"256MiB"`, `"1.5G"`) to bytes; ValueError names `field`.
+#[pyfunction]
+fn parse_size(field: &str, value: &str) -> PyResult<u64> {
+    let f: &'static str = Box::leak(field.to_string().into_boxed_str());
+    crate::limits::parse_size(f, value).map_err(to_py)
+}
+
+/// Parses a duration (`"1.5s"`, `"200ms"`, `"2"`) to seconds.
+#[pyfunction]
+fn parse_duration(field: &str, value: &str) -> PyResult<f64> {
+    let f: &'static str = Box::leak(field.to_string().into_boxed_str());
+    crate::limits::parse_duration(f, value)
+        .map(|d| d.as_secs_f64())
+        .map_err(to_py)
+}
+
+/// The CLI (`winsandbox run ...`); returns the exit status.
+#[pyfunction]
+fn cli_main(py: Python<'_>, args: Vec<String>) -> i32 {
+    py.detach(|| {
+        crate::cli::main_with(
+            &args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )
+    })
+}
+
+/// Wine's version when running under Wine, else None.
+#[pyfunction]
+fn wine_version() -> Option<String> {
+    #[cfg(windows)]
+    return crate::win::wine_version();
+    #[cfg(not(windows))]
+    None
+}
+
+/// "windows" or "posix".
+#[pyfunction]
+fn backend_name() -> &'static str {
+    if cfg!(windows) {
+        "windows"
+    } else {
+        "posix"
+    }
+}
+
+#[pymodule]
+fn _winsandbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("PIPE", PIPE)?;
+    m.add("DEVNULL", DEVNULL)?;
+    m.add_class::<Run>()?;
+    m.add_class::<Process>()?;
+    m.add_class::<NativeSandbox>()?;
+    m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_duration, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(wine_version, m)?)?;
+    m.add_function(wrap_pyfunction!(backend_name, m)?)?;
+    Ok(())
+}

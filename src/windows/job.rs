@@ -1,0 +1,334 @@
+//! A Job Object: created kill-on-close, given its limits from a [`JobPlan`],
+//! registered with the monitor, queried for accounting and its process list.
+
+use std::mem::size_of;
+use std::sync::Arc;
+use std::time::Duration;
+
+use windows::core::{HSTRING, PCWSTR};
+use windows::Win32::Foundation::{FALSE, HANDLE};
+use windows::Win32::System::JobObjects::*;
+use windows::Win32::System::Threading::GetCurrentProcess;
+
+use super::handle::{own, raw, werr, win32_code, OwnedHandle, ERROR_MORE_DATA};
+use super::monitor::{self, JobShared};
+use crate::error::{Error, Result};
+use crate::jobplan::JobPlan;
+use crate::limits::Limits;
+use crate::outcome::NotApplied;
+
+/// Exit code given to every process the sandbox terminates (limit crossed,
+/// run ended, job closed): "WSBK". The verdict never rests on it.
+pub const KILL_EXIT_CODE: u32 = 0xE057_5342;
+
+/// What a job has used so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// 100 ns units, every process the job ever held.
+    pub user_time_100ns: i64,
+    pub kernel_time_100ns: i64,
+    pub total_processes: u32,
+    pub active_processes: u32,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub peak_process_memory: u64,
+    pub peak_job_memory: u64,
+}
+
+impl Accounting {
+    pub fn user_time(&self) -> Duration {
+        Duration::from_nanos(self.user_time_100ns.max(0) as u64 * 100)
+    }
+
+    pub fn kernel_time(&self) -> Duration {
+        Duration::from_nanos(self.kernel_time_100ns.max(0) as u64 * 100)
+    }
+}
+
+/// A job object. Dropping it terminates every process in it.
+pub struct Job {
+    pub(crate) shared: Arc<JobShared>,
+    /// Limits asked for that this system or situation could not apply.
+    pub not_applied: Vec<NotApplied>,
+}
+
+fn set_info<T>(
+    job: &OwnedHandle,
+    class: JOBOBJECTINFOCLASS,
+    info: &T,
+) -> windows::core::Result<()> {
+    // SAFETY: `info` points to a live `T` of `size_of::<T>()` bytes, the struct
+    // `class` expects; the job handle is open.
+    unsafe {
+        SetInformationJobObject(
+            raw(job),
+            class,
+            info as *const T as *const _,
+            size_of::<T>() as u32,
+        )
+    }
+}
+
+fn query_info<T: Default>(
+    job: Option<HANDLE>,
+    class: JOBOBJECTINFOCLASS,
+) -> windows::core::Result<T> {
+    let mut info = T::default();
+    // SAFETY: `info` is a writable `T` of the size passed, the struct `class`
+    // fills; `job` is an open job handle or None (the caller's own job).
+    unsafe {
+        QueryInformationJobObject(
+            job,
+            class,
+            &mut info as *mut T as *mut _,
+            size_of::<T>() as u32,
+            None,
+        )
+    }?;
+    Ok(info)
+}
+
+impl Job {
+    /// Creates a job (named when `name` is given), applies `plan`, and
+    /// registers it with the monitor, which enforces `limits`' remainder.
+    ///
+    /// A limit the kernel refuses is an error, except the best-effort ones
+    /// (UI restrictions, CPU rate, I/O rate), which are reported in
+    /// `not_applied` instead.
+    pub fn create(name: Option<&str>, plan: &JobPlan, limits: &Limits) -> Result<Job> {
+        let hname = name.map(HSTRING::from);
+        let pname = hname
+            .as_ref()
+            .map_or(PCWSTR::null(), |h| PCWSTR(h.as_ptr()));
+        // SAFETY: no security attributes; `pname` is null or a live NUL-terminated string.
+        let h =
+            unsafe { CreateJobObjectW(None, pname) }.map_err(|e| werr("CreateJobObjectW", e))?;
+        // SAFETY: CreateJobObjectW returned a new handle we now own.
+        let handle = unsafe { own(h) };
+        let mut not_applied = Vec::new();
+
+        let p = &plan.extended;
+        let mut ext = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+        ext.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT(p.limit_flags);
+        ext.BasicLimitInformation.PerJobUserTimeLimit = p.per_job_user_time_limit;
+        ext.BasicLimitInformation.ActiveProcessLimit = p.active_process_limit;
+        ext.BasicLimitInformation.Affinity = p.affinity as usize;
+        ext.BasicLimitInformation.PriorityClass = p.priority_class;
+        ext.ProcessMemoryLimit = p.process_memory_limit as usize;
+        ext.JobMemoryLimit = p.job_memory_limit as usize;
+        set_info(&handle, JobObjectExtendedLimitInformation, &ext).map_err(|e| {
+            werr(
+                "SetInformationJobObject(JobObjectExtendedLimitInformation)",
+                e,
+            )
+        })?;
+
+        if let Some(ui) = plan.ui_restrictions {
+            let info = JOBOBJECT_BASIC_UI_RESTRICTIONS {
+                UIRestrictionsClass: JOB_OBJECT_UILIMIT(ui),
+            };
+            if let Err(e) = set_info(&handle, JobObjectBasicUIRestrictions, &info) {
+                not_applied.push(NotApplied {
+                    limit: "ui_restrictions",
+                    reason: format!(
+                        "SetInformationJobObject refused them (error {})",
+                        win32_code(&e)
+                    ),
+                });
+            }
+        }
+        if let Some(r) = plan.cpu_rate {
+            let info = JOBOBJECT_CPU_RATE_CONTROL_INFORMATION {
+                ControlFlags: JOB_OBJECT_CPU_RATE_CONTROL(r.control_flags),
+                Anonymous: JOBOBJECT_CPU_RATE_CONTROL_INFORMATION_0 {
+                    CpuRate: r.cpu_rate,
+                },
+            };
+            if let Err(e) = set_info(&handle, JobObjectCpuRateControlInformation, &info) {
+                not_applied.push(NotApplied {
+                    limit: "cpu_rate",
+                    reason: format!("SetInformationJobObject(JobObjectCpuRateControlInformation) failed (error {})", win32_code(&e)),
+                });
+            }
+        }
+        if let Some(r) = plan.io_rate {
+            let info = JOBOBJECT_IO_RATE_CONTROL_INFORMATION {
+                MaxBandwidth: r.max_bandwidth,
+                ControlFlags: r.control_flags,
+                ..Default::default()
+            };
+            // SAFETY: `info` is a live, initialised struct; VolumeName null means all volumes.
+            let rc = unsafe { SetIoRateControlInformationJobObject(raw(&handle), &info) };
+            if rc == 0 {
+                not_applied.push(NotApplied {
+                    limit: "io_rate",
+                    reason: format!(
+                        "SetIoRateControlInformationJobObject failed (error {})",
+                        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+                    ),
+                });
+            }
+        }
+        let shared = monitor::register(handle, limits)?;
+        Ok(Job {
+            shared,
+            not_applied,
+        })
+    }
+
+    pub(crate) fn handle(&self) -> HANDLE {
+        raw(&self.shared.handle)
+    }
+
+    /// Puts a running process into the job.
+    pub fn assign(&self, process: &OwnedHandle) -> Result<()> {
+        // SAFETY: both handles are open and owned for the call's duration.
+        unsafe { AssignProcessToJobObject(self.handle(), raw(process)) }
+            .map_err(|e| werr("AssignProcessToJobObject", e))
+    }
+
+    /// Ends every process in the job with `exit_code`.
+    pub fn terminate(&self, exit_code: u32) -> Result<()> {
+        // SAFETY: the job handle is open.
+        unsafe { TerminateJobObject(self.handle(), exit_code) }
+            .map_err(|e| werr("TerminateJobObject", e))
+    }
+
+    /// Basic + I/O accounting and the peak memory figures.
+    pub fn accounting(&self) -> Result<Accounting> {
+        let basic: JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION = query_info(
+            Some(self.handle()),
+            JobObjectBasicAndIoAccountingInformation,
+        )
+        .map_err(|e| {
+            werr(
+                "QueryInformationJobObject(JobObjectBasicAndIoAccountingInformation)",
+                e,
+            )
+        })?;
+        let ext: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
+            query_info(Some(self.handle()), JobObjectExtendedLimitInformation).map_err(|e| {
+                werr(
+                    "QueryInformationJobObject(JobObjectExtendedLimitInformation)",
+                    e,
+                )
+            })?;
+        Ok(Accounting {
+            user_time_100ns: basic.BasicInfo.TotalUserTime,
+            kernel_time_100ns: basic.BasicInfo.TotalKernelTime,
+            total_processes: basic.BasicInfo.TotalProcesses,
+            active_processes: basic.BasicInfo.ActiveProcesses,
+            read_bytes: basic.IoInfo.ReadTransferCount,
+            write_bytes: basic.IoInfo.WriteTransferCount,
+            peak_process_memory: ext.PeakProcessMemoryUsed as u64,
+            peak_job_memory: ext.PeakJobMemoryUsed as u64,
+        })
+    }
+
+    /// The ids of the processes in the job now.
+    pub fn process_ids(&self) -> Result<Vec<u32>> {
+        process_ids(self.handle())
+    }
+
+    /// Extended limits as the kernel reports them back (real Windows; Wine
+    /// does not read limits back).
+    pub fn limit_flags(&self) -> Result<u32> {
+        let ext: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
+            query_info(Some(self.handle()), JobObjectExtendedLimitInformation).map_err(|e| {
+                werr(
+                    "QueryInformationJobObject(JobObjectExtendedLimitInformation)",
+                    e,
+                )
+            })?;
+        Ok(ext.BasicLimitInformation.LimitFlags.0)
+    }
+
+    /// Whether `process` is in this job.
+    pub fn contains(&self, process: &OwnedHandle) -> Result<bool> {
+        let mut r = FALSE;
+        // SAFETY: both handles are open; `r` is a writable BOOL.
+        unsafe { IsProcessInJob(raw(process), Some(self.handle()), &mut r) }
+            .map_err(|e| werr("IsProcessInJob", e))?;
+        Ok(r.as_bool())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // Kill-on-close would do it when the last handle goes; do it now, so no
+        // process outlives the Job value even while the monitor holds a reference.
+        let _ = self.terminate(KILL_EXIT_CODE);
+        monitor::unregister(&self.shared);
+    }
+}
+
+/// The process-id list of `job`: the buffer grows to the count the kernel
+/// reports on `ERROR_MORE_DATA` (a few retries for a tree still growing).
+pub(crate) fn process_ids(job: HANDLE) -> Result<Vec<u32>> {
+    let header = 2; // two u32 counts = one usize
+    let mut cap = 64usize;
+    for _ in 0..8 {
+        let mut buf = vec![0usize; header + cap];
+        let bytes = (buf.len() * size_of::<usize>()) as u32;
+        // SAFETY: `buf` is writable for `bytes` bytes and suitably aligned for
+        // JOBOBJECT_BASIC_PROCESS_ID_LIST (usize-aligned).
+        let r = unsafe {
+            QueryInformationJobObject(
+                Some(job),
+                JobObjectBasicProcessIdList,
+                buf.as_mut_ptr() as *mut _,
+                bytes,
+                None,
+            )
+        };
+        // SAFETY: the buffer starts with the list header, written or zeroed.
+        let list = unsafe { &*(buf.as_ptr() as *const JOBOBJECT_BASIC_PROCESS_ID_LIST) };
+        match r {
+            Ok(()) => {
+                let n = (list.NumberOfProcessIdsInList as usize).min(cap);
+                // ProcessIdList starts right after the two u32 counts.
+                return Ok(buf[1..1 + n].iter().map(|&p| p as u32).collect());
+            }
+            Err(e) if win32_code(&e) == ERROR_MORE_DATA => {
+                cap = (list.NumberOfAssignedProcesses as usize).max(cap * 2) + 16;
+            }
+            Err(e) => {
+                return Err(werr(
+                    "QueryInformationJobObject(JobObjectBasicProcessIdList)",
+                    e,
+                ))
+            }
+        }
+    }
+    Err(Error::os(
+        "QueryInformationJobObject(JobObjectBasicProcessIdList): the list kept growing",
+        ERROR_MORE_DATA,
+    ))
+}
+
+/// The job the supervisor itself runs in, if any, and whether it lets a
+/// child break away (`JOB_OBJECT_LIMIT_BREAKAWAY_OK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SupervisorJob {
+    pub in_job: bool,
+    pub breakaway_ok: bool,
+}
+
+pub fn supervisor_job() -> SupervisorJob {
+    let mut r = FALSE;
+    // SAFETY: the pseudo-handle of the current process needs no closing; `r` is writable.
+    let in_job =
+        unsafe { IsProcessInJob(GetCurrentProcess(), None, &mut r) }.is_ok() && r.as_bool();
+    let breakaway_ok = in_job
+        && query_info::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>(
+            None,
+            JobObjectExtendedLimitInformation,
+        )
+        .is_ok_and(|e| {
+            e.BasicLimitInformation.LimitFlags.0 & crate::jobplan::flag::BREAKAWAY_OK != 0
+        });
+    SupervisorJob {
+        in_job,
+        breakaway_ok,
+    }
+}

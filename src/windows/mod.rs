@@ -1,0 +1,45 @@
+//! The Windows backend: Job Objects, spawning into them, one monitor thread.
+
+mod handle;
+mod job;
+mod monitor;
+mod pipe;
+mod run;
+mod spawn;
+
+pub use job::{supervisor_job, Accounting, Job, SupervisorJob, KILL_EXIT_CODE};
+pub use run::{run, Child, Running, Sandbox};
+pub use spawn::Process;
+
+use windows::core::{s, w};
+use windows::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+
+/// Wine's version when running under Wine (ntdll exports `wine_get_version`).
+pub fn wine_version() -> Option<String> {
+    // SAFETY: ntdll is loaded in every process; the name is a static string.
+    let ntdll = unsafe { GetModuleHandleW(w!("ntdll.dll")) }.ok()?;
+    // SAFETY: a lookup by a static NUL-terminated name.
+    let f = unsafe { GetProcAddress(ntdll, s!("wine_get_version")) }?;
+    // SAFETY: Wine's `const char *wine_get_version(void)`.
+    let f: extern "C" fn() -> *const std::ffi::c_char = unsafe { std::mem::transmute(f) };
+    let p = f();
+    if p.is_null() {
+        return Some(String::new());
+    }
+    // SAFETY: Wine returns a static NUL-terminated string.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// The supervisor's own open-handle count (`GetProcessHandleCount`).
+pub fn own_handle_count() -> crate::error::Result<u32> {
+    use windows::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
+    let mut n = 0u32;
+    // SAFETY: the current-process pseudo-handle; `n` is writable.
+    unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) }
+        .map_err(|e| handle::werr("GetProcessHandleCount", e))?;
+    Ok(n)
+}

@@ -1,0 +1,476 @@
+//! The one monitor thread for every live job.
+//!
+//! Each job is associated with a single I/O completion port; the kernel posts
+//! its `JOB_OBJECT_MSG_*` messages there with the job's key. The thread:
+//! - routes each message to its job: a limit message records the verdict
+//!   (mechanism "kernel") and terminates the job; `NEW_PROCESS` opens the new
+//!   process for memory sampling, `EXIT_PROCESS` closes it;
+//! - wakes at the nearest wall-time deadline and ends that job (`WLE`);
+//! - every [`SAMPLE_INTERVAL`] samples the jobs whose limits need it (CPU time
+//!   with kernel time, memory, process counts) and ends a job that crossed
+//!   one (mechanism "monitor"). The kernel does not guarantee delivery of its
+//!   messages, and some systems (Wine) do not enforce the limits: this is the
+//!   backstop.
+//!
+//! A run that has seen its main process exit posts a flush marker and waits
+//! for it, so every message queued before it has been handled.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use windows::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
+use windows::Win32::System::JobObjects::*;
+use windows::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
+use windows::Win32::System::Threading::{OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
+use windows::Win32::System::IO::{
+    CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
+};
+
+use super::handle::{own, raw, werr, OwnedHandle};
+use super::job::{process_ids, KILL_EXIT_CODE};
+use crate::decide::{self, check_sample, kernel_message_hit, msg, Sample, SAMPLE_INTERVAL};
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::outcome::{Mechanism, Verdict};
+
+/// Completion key that only wakes the thread (a job was added).
+const WAKE_KEY: usize = 0;
+/// A message id no kernel message uses: "flush" for the job of the key.
+const FLUSH_MSG: u32 = 0xFFFF_0001;
+
+/// A limit crossed, what fired it and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub verdict: Verdict,
+    pub limit: &'static str,
+    pub mechanism: Mechanism,
+}
+
+#[derive(Default)]
+pub(crate) struct JobState {
+    pub started: Option<Instant>,
+    pub hit: Option<Hit>,
+    pub new_processes: u32,
+    pub exited_processes: u32,
+    /// Processes of the job the monitor opened, for memory sampling.
+    tracked: HashMap<u32, OwnedHandle>,
+    pub peak_process_memory: u64,
+    pub peak_job_memory: u64,
+    flush_requested: u64,
+    flush_done: u64,
+}
+
+/// What the monitor and the job's owner share.
+pub(crate) struct JobShared {
+    pub key: usize,
+    pub handle: OwnedHandle,
+    limits: Limits,
+    sampled: bool,
+    state: Mutex<JobState>,
+    cond: Condvar,
+}
+
+impl JobShared {
+    pub fn lock(&self) -> MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `hit` unless one was recorded before, then ends the job.
+    pub fn fire(&self, hit: Hit) {
+        let first = {
+            let mut st = self.lock();
+            let first = st.hit.is_none();
+            if first {
+                st.hit = Some(hit);
+            }
+            first
+        };
+        if first {
+            // SAFETY: the job handle is open while `self` lives.
+            let _ = unsafe { TerminateJobObject(raw(&self.handle), KILL_EXIT_CODE) };
+        }
+    }
+
+    /// Starts the wall clock (the main process is about to start).
+    pub fn start_clock(&self) {
+        self.lock().started = Some(Instant::now());
+        wake();
+    }
+
+    pub fn hit(&self) -> Option<Hit> {
+        self.lock().hit
+    }
+}
+
+struct Monitor {
+    port: OwnedHandle,
+    jobs: Mutex<HashMap<usize, Arc<JobShared>>>,
+    next_key: AtomicUsize,
+}
+
+static MONITOR: OnceLock<std::result::Result<Monitor, String>> = OnceLock::new();
+
+fn monitor() -> Result<&'static Monitor> {
+    MONITOR
+        .get_or_init(|| {
+            // SAFETY: a new port not bound to any file.
+            let port = unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, None, 0, 1) }
+                .map_err(|e| werr("CreateIoCompletionPort", e).to_string())?;
+            // SAFETY: a new handle we own.
+            let port = unsafe { own(port) };
+            std::thread::Builder::new()
+                .name("winsandbox-monitor".into())
+                .spawn(run_thread)
+                .map_err(|e| format!("starting the monitor thread: {e}"))?;
+            Ok(Monitor {
+                port,
+                jobs: Mutex::new(HashMap::new()),
+                next_key: AtomicUsize::new(1),
+            })
+        })
+        .as_ref()
+        .map_err(|e| Error::os(e.clone(), 0))
+}
+
+fn jobs(m: &Monitor) -> MutexGuard<'_, HashMap<usize, Arc<JobShared>>> {
+    m.jobs.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn post(key: usize, message: u32) {
+    if let Ok(m) = monitor() {
+        // SAFETY: the port is open for the life of the process; no OVERLAPPED.
+        let _ = unsafe { PostQueuedCompletionStatus(raw(&m.port), message, key, None) };
+    }
+}
+
+fn wake() {
+    post(WAKE_KEY, 0);
+}
+
+/// Associates `handle` with the port and starts watching it.
+pub(crate) fn register(handle: OwnedHandle, limits: &Limits) -> Result<Arc<JobShared>> {
+    let m = monitor()?;
+    let key = m.next_key.fetch_add(1, Ordering::Relaxed);
+    let assoc = JOBOBJECT_ASSOCIATE_COMPLETION_PORT {
+        CompletionKey: key as *mut _,
+        CompletionPort: raw(&m.port),
+    };
+    // SAFETY: `assoc` is a live struct of the size passed; both handles are open.
+    unsafe {
+        SetInformationJobObject(
+            raw(&handle),
+            JobObjectAssociateCompletionPortInformation,
+            &assoc as *const _ as *const _,
+            std::mem::size_of_val(&assoc) as u32,
+        )
+    }
+    .map_err(|e| {
+        werr(
+            "SetInformationJobObject(JobObjectAssociateCompletionPortInformation)",
+            e,
+        )
+    })?;
+    let shared = Arc::new(JobShared {
+        key,
+        handle,
+        limits: limits.clone(),
+        sampled: decide::needs_sampling(limits),
+        state: Mutex::new(JobState::default()),
+        cond: Condvar::new(),
+    });
+    jobs(m).insert(key, shared.clone());
+    wake();
+    Ok(shared)
+}
+
+pub(crate) fn unregister(job: &JobShared) {
+    if let Ok(m) = monitor() {
+        jobs(m).remove(&job.key);
+    }
+    job.lock().tracked.clear();
+}
+
+/// Waits until the monitor has handled every message queued for `job`
+/// before this call (at most `limit`).
+pub(crate) fn flush(job: &JobShared, limit: Duration) {
+    let target = {
+        let mut st = job.lock();
+        st.flush_requested += 1;
+        st.flush_requested
+    };
+    post(job.key, FLUSH_MSG);
+    let deadline = Instant::now() + limit;
+    let mut st = job.lock();
+    while st.flush_done < target {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        st = job
+            .cond
+            .wait_timeout(st, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+fn run_thread() {
+    // The thread starts inside get_or_init: wait for the value to exist.
+    let m = loop {
+        match MONITOR.get() {
+            Some(Ok(m)) => break m,
+            Some(Err(_)) => return,
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    let mut next_sample = Instant::now() + SAMPLE_INTERVAL;
+    loop {
+        let timeout = next_wait(m, next_sample);
+        let mut bytes = 0u32;
+        let mut key = 0usize;
+        let mut ov: *mut OVERLAPPED = std::ptr::null_mut();
+        // SAFETY: the port is open; the out-pointers are valid locals.
+        let got = unsafe {
+            GetQueuedCompletionStatus(raw(&m.port), &mut bytes, &mut key, &mut ov, timeout)
+        };
+        if got.is_ok() && key != WAKE_KEY {
+            let job = jobs(m).get(&key).cloned();
+            if let Some(job) = job {
+                // For job messages the OVERLAPPED pointer carries the process id.
+                on_message(&job, bytes, ov as usize as u32);
+            }
+        }
+        let now = Instant::now();
+        let all: Vec<Arc<JobShared>> = jobs(m).values().cloned().collect();
+        let sample_now = now >= next_sample;
+        for job in &all {
+            check_wall(job, now);
+            if sample_now && job.sampled {
+                sample(job, now);
+            }
+        }
+        if sample_now {
+            next_sample = now + SAMPLE_INTERVAL;
+        }
+    }
+}
+
+/// Milliseconds until the next thing the thread must do.
+fn next_wait(m: &Monitor, next_sample: Instant) -> u32 {
+    let now = Instant::now();
+    let mut until: Option<Instant> = None;
+    for job in jobs(m).values() {
+        let mut t = None;
+        if job.sampled {
+            t = Some(next_sample);
+        }
+        if let (Some(w), Some(s)) = (job.limits.wall_time, job.lock().started) {
+            let d = s + w + Duration::from_millis(1);
+            t = Some(t.map_or(d, |x: Instant| x.min(d)));
+        }
+        if let Some(t) = t {
+            until = Some(until.map_or(t, |u| u.min(t)));
+        }
+    }
+    match until {
+        Some(t) => decide::dur_to_timeout_ms(t.saturating_duration_since(now)),
+        None => u32::MAX, // INFINITE
+    }
+}
+
+fn on_message(job: &JobShared, message: u32, pid: u32) {
+    match message {
+        FLUSH_MSG => {
+            job.lock().flush_done += 1;
+            job.cond.notify_all();
+        }
+        msg::NEW_PROCESS => {
+            // SAFETY: opening a process by id; the handle returned is ours.
+            let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }
+                .ok()
+                .map(|h| {
+                    // SAFETY: OpenProcess returned a new handle.
+                    unsafe { own(h) }
+                });
+            let mut st = job.lock();
+            st.new_processes += 1;
+            if let Some(h) = h {
+                st.tracked.insert(pid, h);
+            }
+            let over = job
+                .limits
+                .total_processes
+                .is_some_and(|t| st.new_processes > t)
+                || job
+                    .limits
+                    .processes
+                    .is_some_and(|p| st.new_processes.saturating_sub(st.exited_processes) > p);
+            drop(st);
+            if over {
+                let limit = if job
+                    .limits
+                    .total_processes
+                    .is_some_and(|t| job.lock().new_processes > t)
+                {
+                    "total_processes"
+                } else {
+                    "processes"
+                };
+                job.fire(Hit {
+                    verdict: Verdict::Ple,
+                    limit,
+                    mechanism: Mechanism::Monitor,
+                });
+            }
+        }
+        msg::EXIT_PROCESS | msg::ABNORMAL_EXIT_PROCESS => {
+            let mut st = job.lock();
+            st.exited_processes += 1;
+            if let Some(h) = st.tracked.remove(&pid) {
+                if let Some(c) = memory_of(&h) {
+                    st.peak_process_memory = st.peak_process_memory.max(c.PeakPagefileUsage as u64);
+                }
+            }
+        }
+        m => {
+            if let Some((verdict, limit)) = kernel_message_hit(m) {
+                job.fire(Hit {
+                    verdict,
+                    limit,
+                    mechanism: Mechanism::Kernel,
+                });
+            }
+        }
+    }
+}
+
+fn check_wall(job: &JobShared, now: Instant) {
+    let Some(w) = job.limits.wall_time else {
+        return;
+    };
+    let started = job.lock().started;
+    if let Some(s) = started {
+        if now.saturating_duration_since(s) > w && job.hit().is_none() {
+            job.fire(Hit {
+                verdict: Verdict::Wle,
+                limit: "wall_time",
+                mechanism: Mechanism::Monitor,
+            });
+        }
+    }
+}
+
+fn memory_of(process: &OwnedHandle) -> Option<PROCESS_MEMORY_COUNTERS> {
+    let mut c = PROCESS_MEMORY_COUNTERS {
+        cb: std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32,
+        ..Default::default()
+    };
+    // SAFETY: the process handle is open; `c` is writable with its size in `cb`.
+    unsafe { GetProcessMemoryInfo(raw(process), &mut c, c.cb) }.ok()?;
+    Some(c)
+}
+
+fn basic_accounting(job: HANDLE) -> Option<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION> {
+    let mut info = JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION::default();
+    // SAFETY: `info` is writable with the size passed; the job handle is open.
+    unsafe {
+        QueryInformationJobObject(
+            Some(job),
+            JobObjectBasicAndIoAccountingInformation,
+            &mut info as *mut _ as *mut _,
+            std::mem::size_of_val(&info) as u32,
+            None,
+        )
+    }
+    .ok()?;
+    Some(info)
+}
+
+fn extended_limits(job: HANDLE) -> Option<JOBOBJECT_EXTENDED_LIMIT_INFORMATION> {
+    let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+    // SAFETY: as above.
+    unsafe {
+        QueryInformationJobObject(
+            Some(job),
+            JobObjectExtendedLimitInformation,
+            &mut info as *mut _ as *mut _,
+            std::mem::size_of_val(&info) as u32,
+            None,
+        )
+    }
+    .ok()?;
+    Some(info)
+}
+
+/// Reads the job's use and ends it if it crossed a limit.
+fn sample(job: &JobShared, now: Instant) {
+    let h = raw(&job.handle);
+    let basic = basic_accounting(h);
+    let ext = extended_limits(h);
+    let mut st = job.lock();
+    let Some(started) = st.started else { return };
+    // Processes the kernel counts that no NEW_PROCESS message told us of.
+    if let Some(b) = &basic {
+        if b.BasicInfo.ActiveProcesses as usize > st.tracked.len() {
+            drop(st);
+            let pids = process_ids(h).unwrap_or_default();
+            st = job.lock();
+            for pid in pids {
+                if let std::collections::hash_map::Entry::Vacant(e) = st.tracked.entry(pid) {
+                    // SAFETY: opening a process by id; the handle returned is ours.
+                    let opened =
+                        unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) };
+                    if let Ok(p) = opened {
+                        // SAFETY: OpenProcess returned a new handle.
+                        e.insert(unsafe { own(p) });
+                    }
+                }
+            }
+        }
+    }
+    let mut process_peak = st.peak_process_memory;
+    let mut job_now = 0u64;
+    for p in st.tracked.values() {
+        if let Some(c) = memory_of(p) {
+            process_peak = process_peak
+                .max(c.PeakPagefileUsage as u64)
+                .max(c.PagefileUsage as u64);
+            job_now += c.PagefileUsage as u64;
+        }
+    }
+    if let Some(e) = &ext {
+        process_peak = process_peak.max(e.PeakProcessMemoryUsed as u64);
+        job_now = job_now.max(e.PeakJobMemoryUsed as u64);
+    }
+    st.peak_process_memory = process_peak;
+    st.peak_job_memory = st.peak_job_memory.max(job_now);
+    let s = Sample {
+        cpu_time: basic.as_ref().map_or(Duration::ZERO, |b| {
+            Duration::from_nanos(
+                (b.BasicInfo.TotalUserTime.max(0) + b.BasicInfo.TotalKernelTime.max(0)) as u64
+                    * 100,
+            )
+        }),
+        process_memory: process_peak,
+        job_memory: st.peak_job_memory,
+        active_processes: basic
+            .as_ref()
+            .map_or(st.new_processes.saturating_sub(st.exited_processes), |b| {
+                b.BasicInfo.ActiveProcesses
+            }),
+        total_processes: st
+            .new_processes
+            .max(basic.as_ref().map_or(0, |b| b.BasicInfo.TotalProcesses)),
+    };
+    let elapsed = now.saturating_duration_since(started);
+    drop(st);
+    if let Some((verdict, limit)) = check_sample(&job.limits, elapsed, &s) {
+        job.fire(Hit {
+            verdict,
+            limit,
+            mechanism: Mechanism::Monitor,
+        });
+    }
+}

@@ -1,0 +1,437 @@
+//! One sandboxed run (`Running`) and a long-lived job for several processes
+//! (`Sandbox`), on the Windows backend.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use windows::Win32::Foundation::{HANDLE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
+use windows::Win32::System::Threading::{
+    GetExitCodeProcess, WaitForMultipleObjects, WaitForSingleObject,
+};
+
+use super::handle::*;
+use super::job::{supervisor_job, Job, KILL_EXIT_CODE};
+use super::monitor::{self, Hit};
+use super::pipe::{open_inheritable, pipe, Reader, Writer};
+use super::spawn::{spawn, Process, SpawnRequest, Stdio};
+use crate::command::{Command, Output, Stdin};
+use crate::decide::dur_to_timeout_ms;
+use crate::error::{Error, Result};
+use crate::jobplan;
+use crate::limits::Limits;
+use crate::outcome::{ntstatus_name, Mechanism, NotApplied, Outcome, Verdict};
+
+/// How long output is still read after the main process exited and the rest
+/// of the job was killed (a handle duplicated out of the job could hold a pipe).
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Creates the job for `limits`, deciding about UI limits and breakaway: a
+/// job nested in the supervisor's own cannot carry UI limits, so the child
+/// breaks away where the outer job allows it, else runs without them (said
+/// in `not_applied`).
+fn make_job(limits: &Limits) -> Result<(Job, bool)> {
+    limits.validate()?;
+    let sup = supervisor_job();
+    let mut plan = jobplan::plan(limits);
+    let mut breakaway = false;
+    let mut notes = Vec::new();
+    if plan.ui_restrictions.is_some() && sup.in_job {
+        if sup.breakaway_ok {
+            breakaway = true;
+        } else {
+            plan.ui_restrictions = None;
+            notes.push(NotApplied {
+                limit: "ui_restrictions",
+                reason: "the supervisor runs in a job that forbids breakaway, and a nested job cannot carry UI limits".into(),
+            });
+        }
+    }
+    let mut job = Job::create(None, &plan, limits)?;
+    notes.append(&mut job.not_applied);
+    job.not_applied = notes;
+    Ok((job, breakaway))
+}
+
+fn null_device() -> Result<OwnedHandle> {
+    open_inheritable("NUL", false)
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+    Discard,
+}
+
+/// Keeps at most `remaining` more bytes of output in total; false once over.
+fn deliver(sink: &mut Sink, remaining: &mut Option<u64>, chunk: &[u8]) -> Result<bool> {
+    let keep = match remaining {
+        Some(r) => {
+            let k = (*r).min(chunk.len() as u64) as usize;
+            *r -= k as u64;
+            k
+        }
+        None => chunk.len(),
+    };
+    match sink {
+        Sink::Memory(v) => v.extend_from_slice(&chunk[..keep]),
+        Sink::File(f) => f
+            .write_all(&chunk[..keep])
+            .map_err(|e| Error::from_io("writing output file", e))?,
+        Sink::Discard => {}
+    }
+    Ok(keep == chunk.len())
+}
+
+/// A run in progress. Dropping it kills the whole tree.
+pub struct Running {
+    job: Job,
+    process: Process,
+    started: Instant,
+    stdin: Option<Writer>,
+    readers: [Reader; 2],
+    sinks: [Sink; 2],
+    remaining: Option<u64>,
+    truncated: bool,
+    exit: Option<(u32, Instant)>,
+    drain_until: Option<Instant>,
+    killed: bool,
+    outcome: Option<Outcome>,
+}
+
+impl Running {
+    /// Creates the job, the pipes, and starts the program in the job.
+    pub fn start(cmd: &Command) -> Result<Running> {
+        let (job, breakaway) = make_job(&cmd.limits)?;
+        let sinks = [&cmd.stdout, &cmd.stderr].map(|o| -> Result<Sink> {
+            Ok(match o {
+                Output::Capture => Sink::Memory(Vec::new()),
+                Output::Discard => Sink::Discard,
+                Output::File(p) => Sink::File(
+                    std::fs::File::create(p)
+                        .map_err(|e| Error::from_io(format!("creating {p:?}"), e))?,
+                ),
+            })
+        });
+        let [s0, s1] = sinks;
+        let sinks = [s0?, s1?];
+        let out = pipe(true)?;
+        let err = pipe(true)?;
+        let (stdin_theirs, writer) = match &cmd.stdin {
+            Stdin::Null => (null_device()?, None),
+            Stdin::File(p) => (open_inheritable(&path_str(p), false)?, None),
+            Stdin::Bytes(b) => {
+                let p = pipe(false)?;
+                (p.theirs, Some(Writer::new(p.ours, b.clone())?))
+            }
+        };
+        let stdio = Stdio {
+            stdin: stdin_theirs,
+            stdout: out.theirs,
+            stderr: err.theirs,
+        };
+        let req = SpawnRequest {
+            program: &cmd.program,
+            args: &cmd.args,
+            cwd: cmd.cwd.as_deref(),
+            env: &cmd.env,
+            path: cmd.spawn_path,
+            breakaway,
+            no_crash_dialogs: cmd.limits.no_crash_dialogs,
+        };
+        job.shared.start_clock();
+        let started = Instant::now();
+        let process = spawn(&job, &req, &stdio)?;
+        drop(stdio); // only the child holds its ends now: end of file follows its exit
+        Ok(Running {
+            job,
+            process,
+            started,
+            stdin: writer,
+            readers: [Reader::new(out.ours)?, Reader::new(err.ours)?],
+            sinks,
+            remaining: cmd.limits.output_limit,
+            truncated: false,
+            exit: None,
+            drain_until: None,
+            killed: false,
+            outcome: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The ids of the processes in the run's job now.
+    pub fn process_ids(&self) -> Result<Vec<u32>> {
+        self.job.process_ids()
+    }
+
+    /// Ends the whole tree now; the outcome says `SE`, "killed".
+    pub fn kill(&mut self) {
+        if self.exit.is_none() {
+            self.killed = true;
+        }
+        let _ = self.job.terminate(KILL_EXIT_CODE);
+    }
+
+    fn pump_io(&mut self) -> Result<()> {
+        if let Some(w) = &mut self.stdin {
+            w.pump()?;
+            if w.done() {
+                self.stdin = None;
+            }
+        }
+        for i in 0..2 {
+            while let Some(chunk) = self.readers[i].pump()? {
+                if !deliver(&mut self.sinks[i], &mut self.remaining, chunk)? && !self.truncated {
+                    self.truncated = true;
+                    self.job.shared.fire(Hit {
+                        verdict: Verdict::Ole,
+                        limit: "output_limit",
+                        mechanism: Mechanism::Monitor,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_exit(&mut self) -> Result<()> {
+        let mut code = 0u32;
+        // SAFETY: the process handle is open; `code` is writable.
+        unsafe { GetExitCodeProcess(raw(&self.process.handle), &mut code) }
+            .map_err(|e| werr("GetExitCodeProcess", e))?;
+        let now = Instant::now();
+        self.exit = Some((code, now));
+        // Every kernel message queued before now is handled before the verdict.
+        monitor::flush(&self.job.shared, Duration::from_secs(1));
+        // Whatever the main process left running goes now.
+        let _ = self.job.terminate(KILL_EXIT_CODE);
+        self.drain_until = Some(now + DRAIN_LIMIT);
+        Ok(())
+    }
+
+    /// Waits up to `timeout` (`None`: until done). `Ok(None)`: still running.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Option<Outcome>> {
+        if let Some(o) = &self.outcome {
+            return Ok(Some(o.clone()));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.pump_io()?;
+            let drained = self.readers.iter().all(|r| r.eof);
+            if self.exit.is_some()
+                && (drained || self.drain_until.is_some_and(|d| Instant::now() >= d))
+            {
+                let o = self.finish();
+                self.outcome = Some(o.clone());
+                return Ok(Some(o));
+            }
+            let mut handles: Vec<HANDLE> = Vec::with_capacity(4);
+            if self.exit.is_none() {
+                handles.push(raw(&self.process.handle));
+            }
+            handles.extend(self.readers.iter().filter_map(|r| r.event()));
+            handles.extend(self.stdin.as_ref().and_then(|w| w.event()));
+            let now = Instant::now();
+            let mut until = deadline;
+            if let Some(d) = self.drain_until {
+                until = Some(until.map_or(d, |u| u.min(d)));
+            }
+            let ms = until.map_or(u32::MAX, |u| {
+                dur_to_timeout_ms(u.saturating_duration_since(now))
+            });
+            if handles.is_empty() {
+                std::thread::sleep(Duration::from_millis(ms.min(10) as u64));
+                continue;
+            }
+            // SAFETY: every handle in the slice is open for the call.
+            let r = unsafe { WaitForMultipleObjects(&handles, false, ms) };
+            if r == WAIT_FAILED {
+                return Err(Error::last_os("WaitForMultipleObjects"));
+            }
+            if r == WAIT_TIMEOUT {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+                continue;
+            }
+            if self.exit.is_none() && r == WAIT_OBJECT_0 {
+                self.on_exit()?;
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Outcome {
+        let (code, exited) = self.exit.unwrap_or((KILL_EXIT_CODE, Instant::now()));
+        let acc = self.job.accounting().ok().unwrap_or_default();
+        let st = self.job.shared.lock();
+        let hit = st.hit;
+        let mut o = Outcome {
+            exit_code: Some(code as i64),
+            status: ntstatus_name(code),
+            pid: self.process.pid,
+            user_time: acc.user_time().as_secs_f64(),
+            kernel_time: acc.kernel_time().as_secs_f64(),
+            wall_time: exited.saturating_duration_since(self.started).as_secs_f64(),
+            peak_memory: acc.peak_process_memory.max(st.peak_process_memory),
+            peak_job_memory: acc.peak_job_memory.max(st.peak_job_memory),
+            processes: acc.total_processes.max(st.new_processes).max(1),
+            read_bytes: acc.read_bytes,
+            write_bytes: acc.write_bytes,
+            truncated: self.truncated,
+            not_applied: self.job.not_applied.clone(),
+            ..Default::default()
+        };
+        drop(st);
+        for (i, s) in self.sinks.iter_mut().enumerate() {
+            if let Sink::Memory(v) = s {
+                let v = std::mem::take(v);
+                if i == 0 {
+                    o.stdout = v;
+                } else {
+                    o.stderr = v;
+                }
+            }
+        }
+        if let Some(h) = hit {
+            o.verdict = Some(h.verdict);
+            o.mechanism = Some(h.mechanism);
+            o.limit = Some(h.limit);
+        } else if self.killed {
+            o.verdict = Some(Verdict::Se);
+            o.mechanism = Some(Mechanism::Sandbox);
+            o.error = Some("killed by the supervisor before it ended".into());
+        } else {
+            o.verdict = Some(if code == 0 { Verdict::Ok } else { Verdict::Re });
+            o.mechanism = Some(Mechanism::Exit);
+        }
+        o
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.job.terminate(KILL_EXIT_CODE);
+    }
+}
+
+/// Runs `cmd` to the end.
+pub fn run(cmd: &Command) -> Result<Outcome> {
+    let mut r = Running::start(cmd)?;
+    loop {
+        if let Some(o) = r.wait(None)? {
+            return Ok(o);
+        }
+    }
+}
+
+/// A long-lived job: start several processes into it, read its accounting and
+/// process list while they run, terminate it. Dropping it kills them all.
+pub struct Sandbox {
+    job: Job,
+    breakaway: bool,
+    no_crash_dialogs: bool,
+}
+
+/// A process started in a [`Sandbox`].
+pub struct Child {
+    process: Process,
+}
+
+impl Child {
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    pub fn handle(&self) -> &OwnedHandle {
+        &self.process.handle
+    }
+
+    /// The exit code once it ended within `timeout` (`None`: wait forever).
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<i64>> {
+        let ms = timeout.map_or(u32::MAX, dur_to_timeout_ms);
+        // SAFETY: the process handle is open.
+        let r = unsafe { WaitForSingleObject(raw(&self.process.handle), ms) };
+        if r == WAIT_TIMEOUT {
+            return Ok(None);
+        }
+        if r == WAIT_FAILED {
+            return Err(Error::last_os("WaitForSingleObject"));
+        }
+        let mut code = 0u32;
+        // SAFETY: the handle is open; `code` is writable.
+        unsafe { GetExitCodeProcess(raw(&self.process.handle), &mut code) }
+            .map_err(|e| werr("GetExitCodeProcess", e))?;
+        Ok(Some(code as i64))
+    }
+}
+
+impl Sandbox {
+    pub fn new(limits: &Limits) -> Result<Sandbox> {
+        let (job, breakaway) = make_job(limits)?;
+        job.shared.start_clock();
+        Ok(Sandbox {
+            job,
+            breakaway,
+            no_crash_dialogs: limits.no_crash_dialogs,
+        })
+    }
+
+    /// Starts `cmd` in the job. Its stdio are the null device or files
+    /// (`Output::Capture` is for `run`: here it means discard).
+    pub fn spawn(&self, cmd: &Command) -> Result<Child> {
+        let out = |o: &Output| match o {
+            Output::File(p) => open_inheritable(&path_str(p), true),
+            _ => open_inheritable("NUL", true),
+        };
+        let stdin = match &cmd.stdin {
+            Stdin::File(p) => open_inheritable(&path_str(p), false)?,
+            Stdin::Null => null_device()?,
+            Stdin::Bytes(_) => {
+                return Err(Error::invalid(
+                    "stdin",
+                    "bytes are for run(); give a file here",
+                ))
+            }
+        };
+        let stdio = Stdio {
+            stdin,
+            stdout: out(&cmd.stdout)?,
+            stderr: out(&cmd.stderr)?,
+        };
+        let req = SpawnRequest {
+            program: &cmd.program,
+            args: &cmd.args,
+            cwd: cmd.cwd.as_deref(),
+            env: &cmd.env,
+            path: cmd.spawn_path,
+            breakaway: self.breakaway,
+            no_crash_dialogs: self.no_crash_dialogs,
+        };
+        Ok(Child {
+            process: spawn(&self.job, &req, &stdio)?,
+        })
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The verdict-worthy event the monitor saw, if any: (verdict, limit, mechanism).
+    pub fn hit(&self) -> Option<(Verdict, &'static str, Mechanism)> {
+        self.job
+            .shared
+            .hit()
+            .map(|h| (h.verdict, h.limit, h.mechanism))
+    }
+}

@@ -1,0 +1,339 @@
+//! Starting a child straight into its job.
+//!
+//! `PROC_THREAD_ATTRIBUTE_JOB_LIST` puts the child in the job before its first
+//! instruction; where the system lacks it, the child starts suspended, is
+//! assigned, then resumed (a guard terminates it if a step fails).
+//! `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` lets exactly its three stdio handles
+//! through. A supervisor already in a job nests the child's job inside it
+//! (Windows 8+); `CREATE_BREAKAWAY_FROM_JOB` is used only where the outer job
+//! allows it, and only when nesting is refused or UI limits need a top-level job.
+
+use std::os::windows::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use windows::core::{PCWSTR, PWSTR};
+use windows::Win32::Foundation::HANDLE;
+use windows::Win32::System::Diagnostics::Debug::{
+    SetErrorMode, SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SEM_NOOPENFILEERRORBOX,
+    THREAD_ERROR_MODE,
+};
+use windows::Win32::System::Threading::*;
+
+use super::handle::*;
+use super::job::{Job, KILL_EXIT_CODE};
+use crate::cmdline::{command_line, env_block, EnvSpec};
+use crate::command::SpawnPath;
+use crate::error::{Error, Result};
+
+/// The three inheritable handles a child gets as stdin, stdout, stderr.
+pub(crate) struct Stdio {
+    pub stdin: OwnedHandle,
+    pub stdout: OwnedHandle,
+    pub stderr: OwnedHandle,
+}
+
+/// A started child (its primary thread already resumed).
+pub struct Process {
+    pub handle: OwnedHandle,
+    pub pid: u32,
+}
+
+pub(crate) struct SpawnRequest<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    pub cwd: Option<&'a Path>,
+    pub env: &'a EnvSpec,
+    pub path: SpawnPath,
+    pub breakaway: bool,
+    pub no_crash_dialogs: bool,
+}
+
+fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
+    s.encode_wide().collect()
+}
+
+fn wide_z(s: &std::ffi::OsStr) -> Vec<u16> {
+    s.encode_wide().chain(Some(0)).collect()
+}
+
+/// Finds `program` as Windows would for a command: a path is taken as is
+/// (`.exe` added when it has no extension); a bare name is looked up in the
+/// child's `PATH`. `None` leaves the search to `CreateProcessW` (system dirs).
+pub(crate) fn resolve_program(program: &str, env: &EnvSpec) -> Option<PathBuf> {
+    let with_exe = |p: PathBuf| -> Option<PathBuf> {
+        if p.is_file() {
+            return Some(p);
+        }
+        if p.extension().is_none() {
+            let e = p.with_extension("exe");
+            if e.is_file() {
+                return Some(e);
+            }
+        }
+        None
+    };
+    if program.contains(['\\', '/', ':']) {
+        return with_exe(PathBuf::from(program));
+    }
+    let mut path = if env.inherit {
+        std::env::var("PATH").ok()
+    } else {
+        None
+    };
+    for (k, v) in &env.changes {
+        if k.eq_ignore_ascii_case("PATH") {
+            path = v.clone();
+        }
+    }
+    std::env::split_paths(&path.unwrap_or_default()).find_map(|d| with_exe(d.join(program)))
+}
+
+/// Makes crash and critical-error dialogs impossible for the children, which
+/// inherit the supervisor's error mode. Done once, for the whole process.
+fn set_error_mode() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: reads the process error mode; no arguments.
+        let cur = unsafe { windows::Win32::System::Diagnostics::Debug::GetErrorMode() };
+        let want = THREAD_ERROR_MODE(cur)
+            | SEM_FAILCRITICALERRORS
+            | SEM_NOGPFAULTERRORBOX
+            | SEM_NOOPENFILEERRORBOX;
+        // SAFETY: sets process-wide flags; always succeeds.
+        unsafe { SetErrorMode(want) };
+    });
+}
+
+/// An initialised attribute list, deleted on drop.
+struct AttrList {
+    buf: Vec<usize>,
+}
+
+impl AttrList {
+    fn new(count: u32) -> Result<AttrList> {
+        let mut size = 0usize;
+        // SAFETY: a size query: no list, `size` is writable. It fails with
+        // ERROR_INSUFFICIENT_BUFFER by design.
+        let _ = unsafe { InitializeProcThreadAttributeList(None, count, None, &mut size) };
+        let mut buf = vec![0usize; size.div_ceil(std::mem::size_of::<usize>()).max(1)];
+        let list = LPPROC_THREAD_ATTRIBUTE_LIST(buf.as_mut_ptr() as *mut _);
+        // SAFETY: `buf` holds at least `size` bytes, usize-aligned.
+        unsafe { InitializeProcThreadAttributeList(Some(list), count, None, &mut size) }
+            .map_err(|e| werr("InitializeProcThreadAttributeList", e))?;
+        Ok(AttrList { buf })
+    }
+
+    fn ptr(&mut self) -> LPPROC_THREAD_ATTRIBUTE_LIST {
+        LPPROC_THREAD_ATTRIBUTE_LIST(self.buf.as_mut_ptr() as *mut _)
+    }
+
+    /// # Safety
+    /// `value` must stay valid and unmoved until the list is dropped.
+    unsafe fn set(
+        &mut self,
+        attribute: u32,
+        value: *const HANDLE,
+        count: usize,
+    ) -> windows::core::Result<()> {
+        // SAFETY: the list is initialised; the caller keeps `value` alive.
+        unsafe {
+            UpdateProcThreadAttribute(
+                self.ptr(),
+                0,
+                attribute as usize,
+                Some(value as *const _),
+                count * std::mem::size_of::<HANDLE>(),
+                None,
+                None,
+            )
+        }
+    }
+}
+
+impl Drop for AttrList {
+    fn drop(&mut self) {
+        // SAFETY: the list was initialised in `new`.
+        unsafe { DeleteProcThreadAttributeList(self.ptr()) };
+    }
+}
+
+/// Terminates a half-started child unless disarmed.
+struct KillGuard<'a> {
+    process: &'a OwnedHandle,
+    armed: bool,
+}
+
+impl Drop for KillGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // SAFETY: the process handle is open.
+            let _ = unsafe { TerminateProcess(raw(self.process), KILL_EXIT_CODE) };
+        }
+    }
+}
+
+/// Starts `req` in `job` with `stdio`.
+pub(crate) fn spawn(job: &Job, req: &SpawnRequest<'_>, stdio: &Stdio) -> Result<Process> {
+    if req.no_crash_dialogs {
+        set_error_mode();
+    }
+    let resolved = resolve_program(req.program, req.env);
+    if resolved.is_none() && req.program.contains(['\\', '/', ':']) {
+        return Err(Error::os(
+            format!("starting {:?}: no such program", req.program),
+            ERROR_FILE_NOT_FOUND,
+        ));
+    }
+    let app: Option<Vec<u16>> = resolved.as_ref().map(|p| wide_z(p.as_os_str()));
+    let args: Vec<Vec<u16>> = req.args.iter().map(|a| wide(a.as_ref())).collect();
+    let mut cmd =
+        command_line(&wide(req.program.as_ref()), &args).map_err(|m| Error::invalid("args", m))?;
+    if cmd.len() >= 32767 {
+        return Err(Error::invalid(
+            "args",
+            format!(
+                "the command line is {} characters; Windows takes at most 32766",
+                cmd.len()
+            ),
+        ));
+    }
+    cmd.push(0);
+    let env = if req.env.inherit && req.env.changes.is_empty() {
+        None
+    } else {
+        let base = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Some(env_block(base, req.env).map_err(|m| Error::invalid("env", m))?)
+    };
+    let cwd = match req.cwd {
+        Some(d) => {
+            if !d.is_dir() {
+                return Err(Error::os(format!("cwd {d:?}: no such directory"), 267));
+                // ERROR_DIRECTORY
+            }
+            Some(wide_z(d.as_os_str()))
+        }
+        None => None,
+    };
+
+    let mut handles = [raw(&stdio.stdin), raw(&stdio.stdout), raw(&stdio.stderr)];
+    let mut n = handles.len();
+    // HANDLE_LIST takes each handle once.
+    if handles[2] == handles[1] {
+        n = 2;
+    }
+    if handles[1] == handles[0] || (n == 3 && handles[2] == handles[0]) {
+        handles.swap(0, 2);
+        n -= 1;
+    }
+    let job_handle = [job.handle()];
+
+    let mut path = req.path;
+    let mut breakaway = req.breakaway;
+    loop {
+        let use_job_list = path != SpawnPath::Suspended;
+        let mut attrs = AttrList::new(if use_job_list { 2 } else { 1 })?;
+        // SAFETY: `handles` outlives `attrs` (both locals of this frame).
+        unsafe { attrs.set(PROC_THREAD_ATTRIBUTE_HANDLE_LIST, handles.as_ptr(), n) }.map_err(
+            |e| {
+                werr(
+                    "UpdateProcThreadAttribute(PROC_THREAD_ATTRIBUTE_HANDLE_LIST)",
+                    e,
+                )
+            },
+        )?;
+        if use_job_list {
+            // SAFETY: `job_handle` outlives `attrs`.
+            let set = unsafe { attrs.set(PROC_THREAD_ATTRIBUTE_JOB_LIST, job_handle.as_ptr(), 1) };
+            if let Err(e) = set {
+                if path == SpawnPath::Auto {
+                    path = SpawnPath::Suspended; // before Windows 10: no JOB_LIST
+                    continue;
+                }
+                return Err(werr(
+                    "UpdateProcThreadAttribute(PROC_THREAD_ATTRIBUTE_JOB_LIST)",
+                    e,
+                ));
+            }
+        }
+        let mut si = STARTUPINFOEXW::default();
+        si.StartupInfo.cb = std::mem::size_of::<STARTUPINFOEXW>() as u32;
+        si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+        si.StartupInfo.hStdInput = raw(&stdio.stdin);
+        si.StartupInfo.hStdOutput = raw(&stdio.stdout);
+        si.StartupInfo.hStdError = raw(&stdio.stderr);
+        si.lpAttributeList = attrs.ptr();
+        let mut flags =
+            EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT | CREATE_NO_WINDOW;
+        if !use_job_list {
+            flags |= CREATE_SUSPENDED;
+        }
+        if breakaway {
+            flags |= CREATE_BREAKAWAY_FROM_JOB;
+        }
+        let mut pi = PROCESS_INFORMATION::default();
+        // SAFETY: every pointer is to a live local: `app`, `cmd` (mutable, as
+        // CreateProcessW requires), `env`, `cwd`, `si` with its attribute list.
+        let r = unsafe {
+            CreateProcessW(
+                app.as_ref().map_or(PCWSTR::null(), |a| PCWSTR(a.as_ptr())),
+                Some(PWSTR(cmd.as_mut_ptr())),
+                None,
+                None,
+                true,
+                flags,
+                env.as_ref().map(|e| e.as_ptr() as *const _),
+                cwd.as_ref().map_or(PCWSTR::null(), |c| PCWSTR(c.as_ptr())),
+                &si.StartupInfo,
+                &mut pi,
+            )
+        };
+        if let Err(e) = r {
+            let code = win32_code(&e);
+            if code == ERROR_ACCESS_DENIED && !breakaway {
+                let sup = super::job::supervisor_job();
+                if sup.in_job && sup.breakaway_ok {
+                    breakaway = true; // nesting refused: leave the outer job instead
+                    continue;
+                }
+                if sup.in_job {
+                    return Err(Error::os(
+                        "placing the child in its job: the supervisor's own job allows neither nesting nor breakaway",
+                        code,
+                    ));
+                }
+            }
+            return Err(Error::os(
+                format!("CreateProcessW({:?})", req.program),
+                code,
+            ));
+        }
+        // SAFETY: CreateProcessW returned two new handles we now own.
+        let process = unsafe { own(pi.hProcess) };
+        // SAFETY: as above.
+        let thread = unsafe { own(pi.hThread) };
+        if !use_job_list {
+            let mut guard = KillGuard {
+                process: &process,
+                armed: true,
+            };
+            job.assign(&process)?;
+            // SAFETY: the thread handle is open; the thread is suspended once.
+            let prev = unsafe { ResumeThread(raw(&thread)) };
+            if prev == u32::MAX {
+                return Err(Error::last_os("ResumeThread"));
+            }
+            if prev != 1 {
+                return Err(Error::os(
+                    format!("ResumeThread: suspend count was {prev}, not 1"),
+                    0,
+                ));
+            }
+            guard.armed = false;
+        }
+        return Ok(Process {
+            handle: process,
+            pid: pi.dwProcessId,
+        });
+    }
+}

@@ -1,0 +1,99 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use winsandbox::{Command, Limits};
+
+/// The probe program built beside the test binary.
+pub fn probe() -> String {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(format!("wsb-probe{}", std::env::consts::EXE_SUFFIX));
+    if p.is_file() {
+        p.to_string_lossy().into_owned()
+    } else {
+        env!("CARGO_BIN_EXE_wsb-probe").to_string()
+    }
+}
+
+pub fn probe_cmd(args: &[&str]) -> Command {
+    Command::new(probe()).args(args.iter().copied())
+}
+
+pub fn with_limits(args: &[&str], limits: Limits) -> Command {
+    probe_cmd(args).limits(limits)
+}
+
+/// Wine's version, when the tests run under Wine.
+pub fn wine() -> Option<String> {
+    #[cfg(windows)]
+    {
+        winsandbox::win::wine_version()
+    }
+    #[cfg(not(windows))]
+    {
+        None
+    }
+}
+
+/// True (and a note on stderr) when this test needs kernel enforcement that
+/// Wine does not give; the Windows CI job runs it.
+pub fn skip_under_wine(what: &str) -> bool {
+    if let Some(v) = wine() {
+        eprintln!("skipped: Wine {v} does not enforce {what} (runs in the windows-latest CI job)");
+        return true;
+    }
+    false
+}
+
+/// Whether a process with this id is still running.
+pub fn alive(pid: u32) -> bool {
+    #[cfg(windows)]
+    {
+        use windows::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+        use windows::Win32::System::Threading::{
+            GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+        };
+        // SAFETY: opening by id; the handle is closed below.
+        let Ok(h) = (unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }) else {
+            return false;
+        };
+        let mut code = 0u32;
+        // SAFETY: `h` is open; `code` writable.
+        let ok = unsafe { GetExitCodeProcess(h, &mut code) }.is_ok();
+        // SAFETY: closing the handle opened above.
+        let _ = unsafe { CloseHandle(h) };
+        ok && code == STILL_ACTIVE.0 as u32
+    }
+    #[cfg(unix)]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // state is the field after the ")" of the command name; Z = zombie (dead)
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("");
+        !stat.is_empty() && state != "Z" && state != "X"
+    }
+}
+
+/// Waits up to 5 s for every pid to be gone.
+pub fn all_gone(pids: &[u32]) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if pids.iter().all(|&p| !alive(p)) {
+            return true;
+        }
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+pub fn pids_in(out: &[u8]) -> Vec<u32> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! wsb-probe: a small program that misbehaves on request, for the tests and
+//! the demo. `wsb-probe COMMAND [ARGS]`:
+//!
+//! exit N | sleep SECS | spin SECS | crash | echo-args ARGS... | cat |
+//! cat-both | flood BYTES | alloc MIB HOLD_SECS | fork-bomb | tree N SECS |
+//! grandchild SECS | env NAME | cwd | in-job | handle-valid VALUE | hello
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn me() -> std::path::PathBuf {
+    std::env::current_exe().expect("current_exe")
+}
+
+fn arg<T: std::str::FromStr>(a: &[String], i: usize, what: &str) -> T {
+    a.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        eprintln!("wsb-probe: {what} expected");
+        std::process::exit(64)
+    })
+}
+
+fn spawn_self(args: &[&str]) -> std::io::Result<std::process::Child> {
+    Command::new(me())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+#[cfg(windows)]
+fn in_job() -> bool {
+    use windows::Win32::System::JobObjects::IsProcessInJob;
+    use windows::Win32::System::Threading::GetCurrentProcess;
+    let mut r = windows::Win32::Foundation::FALSE;
+    // SAFETY: current-process pseudo-handle, writable BOOL.
+    unsafe { IsProcessInJob(GetCurrentProcess(), None, &mut r) }.is_ok() && r.as_bool()
+}
+
+#[cfg(not(windows))]
+fn in_job() -> bool {
+    false
+}
+
+#[cfg(windows)]
+fn handle_valid(v: usize) -> bool {
+    use windows::Win32::Foundation::{GetHandleInformation, HANDLE};
+    let mut flags = 0u32;
+    // SAFETY: only queries a handle value; an invalid one makes it fail.
+    unsafe { GetHandleInformation(HANDLE(v as *mut _), &mut flags) }.is_ok()
+}
+
+#[cfg(not(windows))]
+fn handle_valid(v: usize) -> bool {
+    // SAFETY: fcntl on any integer is safe; a closed fd gives EBADF.
+    unsafe { libc::fcntl(v as i32, libc::F_GETFD) != -1 }
+}
+
+#[allow(clippy::zombie_processes)] // children are left running on purpose
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = a.first().map(String::as_str).unwrap_or("hello");
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        "hello" => println!("hello from wsb-probe"),
+        "exit" => std::process::exit(arg(&a, 1, "exit code")),
+        "sleep" => std::thread::sleep(Duration::from_secs_f64(arg(&a, 1, "seconds"))),
+        "spin" => {
+            let until = Instant::now() + Duration::from_secs_f64(arg(&a, 1, "seconds"));
+            let mut x = 0u64;
+            while Instant::now() < until {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+        }
+        "crash" => {
+            let p = std::hint::black_box(std::ptr::null_mut::<u32>());
+            // SAFETY: none: this is the crash the tests ask for.
+            unsafe { p.write_volatile(1) };
+        }
+        "echo-args" => {
+            for x in &a[1..] {
+                out.write_all(x.as_bytes()).unwrap();
+                out.write_all(b"\0").unwrap();
+            }
+        }
+        "cat" => {
+            std::io::copy(&mut std::io::stdin().lock(), &mut out).unwrap();
+        }
+        "cat-both" => {
+            // stdin to both stdout and stderr, chunk by chunk: deadlocks a
+            // supervisor that does not serve all three pipes at once.
+            let mut err = std::io::stderr().lock();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut input = std::io::stdin().lock();
+            loop {
+                let n = input.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n]).unwrap();
+                err.write_all(&buf[..n]).unwrap();
+            }
+        }
+        "flood" => {
+            let total: u64 = arg(&a, 1, "bytes");
+            let chunk = vec![b'x'; 1 << 16];
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                if out.write_all(&chunk[..n]).is_err() {
+                    std::process::exit(1);
+                }
+                left -= n as u64;
+            }
+        }
+        "alloc" => {
+            let mib: usize = arg(&a, 1, "MiB");
+            let hold: f64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            let mut blocks: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..mib {
+                let mut v: Vec<u8> = Vec::new();
+                if v.try_reserve_exact(1 << 20).is_err() {
+                    eprintln!("allocation failed after {} MiB", blocks.len());
+                    std::process::exit(3);
+                }
+                v.resize(1 << 20, 1); // touch every page
+                blocks.push(v);
+            }
+            println!("allocated {mib} MiB");
+            out.flush().unwrap();
+            std::thread::sleep(Duration::from_secs_f64(hold));
+            std::hint::black_box(&blocks);
+        }
+        "fork-bomb" => {
+            // Start copies of itself until it cannot, then wait.
+            let mut kids = Vec::new();
+            for _ in 0..2 {
+                if let Ok(c) = spawn_self(&["fork-bomb"]) {
+                    kids.push(c);
+                }
+            }
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        "tree" => {
+            // N children that sleep SECS, their pids on stdout; then sleeps as long.
+            let n: usize = arg(&a, 1, "count");
+            let secs: String = arg(&a, 2, "seconds");
+            for _ in 0..n {
+                let c = spawn_self(&["sleep", &secs]).unwrap();
+                println!("{}", c.id());
+            }
+            out.flush().unwrap();
+            std::thread::sleep(Duration::from_secs_f64(secs.parse().unwrap_or(0.0)));
+        }
+        "grandchild" => {
+            // A child that starts a grandchild and returns at once.
+            let secs: String = arg(&a, 1, "seconds");
+            let c = spawn_self(&["sleep", &secs]).unwrap();
+            println!("{}", c.id());
+        }
+        "env" => println!(
+            "{}",
+            std::env::var(arg::<String>(&a, 1, "name")).unwrap_or_else(|_| "<unset>".into())
+        ),
+        "cwd" => println!("{}", std::env::current_dir().unwrap().display()),
+        "in-job" => println!("{}", in_job()),
+        "handle-valid" => println!("{}", handle_valid(arg(&a, 1, "handle value"))),
+        _ => {
+            eprintln!("wsb-probe: unknown command {cmd:?}");
+            std::process::exit(64);
+        }
+    }
+}
