@@ -94,9 +94,11 @@ fn build(
     }
     c.stdin(stdin).stdout(stdout).stderr(stderr);
     let l = &cmd.limits;
+    // The monitor is the memory limit; RLIMIT_DATA only guards the machine,
+    // far enough above it that the monitor sees the limit crossed first.
     let data = l
         .memory
-        .map(|m| m.saturating_mul(2).saturating_add(64 << 20));
+        .map(|m| m.saturating_mul(2).saturating_add(1 << 30));
     let cpu = l.cpu_time.map(|t| t.as_secs() + 1);
     let nice = l.priority.map(nice_of);
     // SAFETY: the closure runs between fork and exec and calls only
@@ -250,14 +252,15 @@ impl Running {
         };
         let mut c = build(cmd, stdin, StdStdio::piped(), StdStdio::piped())?;
         let job = monitor::register(&cmd.limits);
-        job.start_clock();
-        let started = Instant::now();
         let mut child = c.spawn().map_err(|e| {
             monitor::unregister(&job);
             io_err(format!("starting {:?}", cmd.program), e)
         })?;
         let pid = child.id() as i32;
         job.add_session(pid);
+        // Wall time runs from the moment the process exists.
+        job.start_clock();
+        let started = Instant::now();
         let take = |fd: Option<OwnedFd>| {
             if let Some(f) = &fd {
                 set_nonblocking(f.as_raw_fd());

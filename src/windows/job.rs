@@ -194,25 +194,13 @@ impl Job {
             .map_err(|e| werr("TerminateJobObject", e))
     }
 
-    /// Basic + I/O accounting and the peak memory figures.
+    /// Basic + I/O accounting and the peak memory figures. Where the system
+    /// lacks the I/O part (Wine), I/O reads as zero; where it does not report
+    /// peaks, they read as zero.
     pub fn accounting(&self) -> Result<Accounting> {
-        let basic: JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION = query_info(
-            Some(self.handle()),
-            JobObjectBasicAndIoAccountingInformation,
-        )
-        .map_err(|e| {
-            werr(
-                "QueryInformationJobObject(JobObjectBasicAndIoAccountingInformation)",
-                e,
-            )
-        })?;
-        let ext: JOBOBJECT_EXTENDED_LIMIT_INFORMATION =
-            query_info(Some(self.handle()), JobObjectExtendedLimitInformation).map_err(|e| {
-                werr(
-                    "QueryInformationJobObject(JobObjectExtendedLimitInformation)",
-                    e,
-                )
-            })?;
+        let basic = basic_and_io(self.handle())?;
+        let ext: Option<JOBOBJECT_EXTENDED_LIMIT_INFORMATION> =
+            query_info(Some(self.handle()), JobObjectExtendedLimitInformation).ok();
         Ok(Accounting {
             user_time_100ns: basic.BasicInfo.TotalUserTime,
             kernel_time_100ns: basic.BasicInfo.TotalKernelTime,
@@ -220,8 +208,8 @@ impl Job {
             active_processes: basic.BasicInfo.ActiveProcesses,
             read_bytes: basic.IoInfo.ReadTransferCount,
             write_bytes: basic.IoInfo.WriteTransferCount,
-            peak_process_memory: ext.PeakProcessMemoryUsed as u64,
-            peak_job_memory: ext.PeakJobMemoryUsed as u64,
+            peak_process_memory: ext.map_or(0, |e| e.PeakProcessMemoryUsed as u64),
+            peak_job_memory: ext.map_or(0, |e| e.PeakJobMemoryUsed as u64),
         })
     }
 
@@ -259,6 +247,27 @@ impl Drop for Job {
         // process outlives the Job value even while the monitor holds a reference.
         let _ = self.terminate(KILL_EXIT_CODE);
         monitor::unregister(&self.shared);
+    }
+}
+
+/// Basic + I/O accounting, or basic accounting alone (I/O zero) where the
+/// combined class is not implemented (Wine: ERROR_INVALID_FUNCTION).
+pub(crate) fn basic_and_io(job: HANDLE) -> Result<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION> {
+    match query_info(Some(job), JobObjectBasicAndIoAccountingInformation) {
+        Ok(info) => Ok(info),
+        Err(_) => {
+            let basic: JOBOBJECT_BASIC_ACCOUNTING_INFORMATION =
+                query_info(Some(job), JobObjectBasicAccountingInformation).map_err(|e| {
+                    werr(
+                        "QueryInformationJobObject(JobObjectBasicAccountingInformation)",
+                        e,
+                    )
+                })?;
+            Ok(JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION {
+                BasicInfo: basic,
+                ..Default::default()
+            })
+        }
     }
 }
 

@@ -373,19 +373,7 @@ fn memory_of(process: &OwnedHandle) -> Option<PROCESS_MEMORY_COUNTERS> {
 }
 
 fn basic_accounting(job: HANDLE) -> Option<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION> {
-    let mut info = JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION::default();
-    // SAFETY: `info` is writable with the size passed; the job handle is open.
-    unsafe {
-        QueryInformationJobObject(
-            Some(job),
-            JobObjectBasicAndIoAccountingInformation,
-            &mut info as *mut _ as *mut _,
-            std::mem::size_of_val(&info) as u32,
-            None,
-        )
-    }
-    .ok()?;
-    Some(info)
+    super::job::basic_and_io(job).ok()
 }
 
 fn extended_limits(job: HANDLE) -> Option<JOBOBJECT_EXTENDED_LIMIT_INFORMATION> {

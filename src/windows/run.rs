@@ -142,9 +142,11 @@ impl Running {
             breakaway,
             no_crash_dialogs: cmd.limits.no_crash_dialogs,
         };
+        let process = spawn(&job, &req, &stdio)?;
+        // Wall time runs from the moment the process exists: a slow
+        // CreateProcessW on a loaded machine is not the program's time.
         job.shared.start_clock();
         let started = Instant::now();
-        let process = spawn(&job, &req, &stdio)?;
         drop(stdio); // only the child holds its ends now: end of file follows its exit
         Ok(Running {
             job,

@@ -1,0 +1,55 @@
+"""Shared fixtures: helper programs are Python scripts run by this very
+interpreter (the Windows Python under Wine, or Linux's), so every test
+spawns real processes on whichever backend is installed."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import winsandbox
+
+PY = sys.executable
+WINE = None
+if winsandbox.BACKEND == "windows":
+    from winsandbox import _winsandbox
+
+    WINE = _winsandbox.wine_version()
+
+
+def py(code: str) -> list[str]:
+    """argv that runs ``code`` in a child Python."""
+    return [PY, "-c", textwrap.dedent(code)]
+
+
+def skip_under_wine(what: str) -> None:
+    if WINE is not None:
+        pytest.skip(f"Wine {WINE} does not enforce {what} (runs in the windows-latest CI job)")
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        import ctypes
+
+        k = ctypes.WinDLL("kernel32", use_last_error=True)
+        k.OpenProcess.restype = ctypes.c_void_p
+        h = k.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not h:
+            return False
+        code = ctypes.c_ulong()
+        k.GetExitCodeProcess(ctypes.c_void_p(h), ctypes.byref(code))
+        k.CloseHandle(ctypes.c_void_p(h))
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")

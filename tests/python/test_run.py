@@ -1,0 +1,207 @@
+"""`winsandbox.run` on real processes, on whichever backend is installed."""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import winsandbox
+from conftest import PY, WINE, alive, py, skip_under_wine
+from winsandbox import DEVNULL, Limits, SandboxError, Verdict
+
+
+def test_ok_and_exit_codes() -> None:
+    o = winsandbox.run(py("print('hi')"), text=True)
+    assert (o.verdict, o.exit_code, o.mechanism) == (Verdict.OK, 0, "exit")
+    assert o.stdout == "hi\n"
+    assert o.ok and o.returncode == 0
+    r = winsandbox.run(py("import sys; sys.exit(7)"))
+    assert (r.verdict, r.exit_code) == (Verdict.RE, 7)
+    assert r.wall_time > 0 and r.pid > 0 and r.processes >= 1
+
+
+def test_bytes_by_default_text_on_request() -> None:
+    b = winsandbox.run(py("import sys; sys.stdout.buffer.write(b'\\xff\\x00')"))
+    assert b.stdout == b"\xff\x00"
+    t = winsandbox.run(py("print('\\u00e9')"), encoding="utf-8", extra_env={"PYTHONIOENCODING": "utf-8"})
+    assert t.stdout == "\u00e9\n"
+
+
+def test_input_round_trips_10_mb() -> None:
+    data = os.urandom(10_000_000)
+    o = winsandbox.run(py("import sys, shutil; shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)"), input=data)
+    assert o.verdict is Verdict.OK
+    assert o.stdout == data
+
+
+def test_text_input() -> None:
+    o = winsandbox.run(py("print(input()[::-1])"), input="abc\n", text=True)
+    assert o.stdout == "cba\n"
+
+
+def test_stdin_and_stdout_files(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"from a file")
+    dst = tmp_path / "out.txt"
+    o = winsandbox.run(py("import sys; sys.stdout.write(sys.stdin.read())"), stdin=src, stdout=dst, stderr=DEVNULL)
+    assert o.verdict is Verdict.OK
+    assert dst.read_bytes() == b"from a file"
+    assert o.stdout == b""
+    with pytest.raises(ValueError, match="stdin and input"):
+        winsandbox.run([PY], stdin=src, input=b"x")
+
+
+def test_timeout_is_wall_time() -> None:
+    t = time.monotonic()
+    o = winsandbox.run(py("import time; time.sleep(60)"), timeout=1.0)
+    assert (o.verdict, o.limit, o.mechanism) == (Verdict.WLE, "wall_time", "monitor")
+    assert 1.0 <= o.wall_time < 1.1
+    assert time.monotonic() - t < 10
+
+
+def test_memory_limit_gives_mle() -> None:
+    o = winsandbox.run(py("import time; b = b'x' * (512 << 20); time.sleep(20)"), limits=Limits(memory="64M"))
+    assert (o.verdict, o.limit) == (Verdict.MLE, "memory"), o
+    assert o.wall_time < 15
+
+
+def test_crash_is_re_with_status() -> None:
+    o = winsandbox.run(py("import ctypes; ctypes.string_at(0)"))
+    assert o.verdict is Verdict.RE
+    if winsandbox.BACKEND == "windows":
+        assert (o.exit_code, o.status) == (0xC0000005, "STATUS_ACCESS_VIOLATION")
+    else:
+        assert (o.exit_code, o.status) == (-11, "SIGSEGV")
+
+
+def test_output_limit_keeps_exactly_the_limit() -> None:
+    o = winsandbox.run(
+        py("import sys\nfor _ in range(100): sys.stdout.buffer.write(b'x' * (1 << 20))"),
+        limits=Limits(output_limit="1MiB"),
+    )
+    assert (o.verdict, o.limit) == (Verdict.OLE, "output_limit")
+    assert o.stdout is not None and len(o.stdout) == 1 << 20
+    assert o.truncated
+
+
+def test_fork_bomb_gives_ple() -> None:
+    bomb = (
+        "import subprocess, sys, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[1]]) for _ in range(2)]\n"
+        "time.sleep(60)\n"
+    )
+    o = winsandbox.run([PY, "-c", bomb, bomb], limits=Limits(processes=4, wall_time=60))
+    assert (o.verdict, o.limit) == (Verdict.PLE, "processes"), o
+    assert o.wall_time < 50
+
+
+def test_grandchild_is_killed_and_not_waited_for() -> None:
+    code = (
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(p.pid, flush=True)\n"
+    )
+    t = time.monotonic()
+    o = winsandbox.run(py(code), text=True)
+    assert o.verdict is Verdict.OK
+    assert time.monotonic() - t < 20
+    pid = int(o.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+
+
+def test_missing_program_is_file_not_found() -> None:
+    with pytest.raises(FileNotFoundError) as ei:
+        winsandbox.run([os.path.join("no", "such", "dir", "prog")])
+    assert isinstance(ei.value, SandboxError)
+    assert isinstance(ei.value, OSError)
+    if winsandbox.BACKEND == "windows":
+        assert getattr(ei.value, "winerror", None) == 2
+    assert "prog" in str(ei.value)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="sequence"):
+        winsandbox.run("python -c pass")
+    with pytest.raises(ValueError, match="empty"):
+        winsandbox.run([])
+    with pytest.raises(TypeError, match="limits"):
+        winsandbox.run([PY], limits={"memory": 5})  # type: ignore[call-overload]
+
+
+def test_environment_and_cwd(tmp_path: Path) -> None:
+    o = winsandbox.run(py("import os; print(os.environ.get('WSB_X'))"), extra_env={"WSB_X": "1 2"}, text=True)
+    assert o.stdout.strip() == "1 2"
+    keep = {k: v for k, v in os.environ.items() if k.upper() in ("SYSTEMROOT", "PATH", "WINEPREFIX", "HOME")}
+    o = winsandbox.run(py("import os; print(os.environ.get('HOSTNAME_X', 'none'), len(os.environ))"),
+                       env={**keep, "ONLY": "me"}, text=True)  # fmt: skip
+    assert o.stdout.split()[0] == "none"
+    o = winsandbox.run(py("import os; print(os.getcwd())"), cwd=tmp_path, text=True)
+    assert Path(o.stdout.strip()).resolve() == tmp_path.resolve()
+
+
+def test_many_threads_at_once() -> None:
+    results: list[winsandbox.Verdict] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        o = winsandbox.run(py(f"import sys; sys.exit({i % 2})"))
+        with lock:
+            results.append(o.verdict)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted([Verdict.OK] * 8 + [Verdict.RE] * 8)
+
+
+def test_ctrl_c_raises_and_leaves_nothing_running(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not pidfile.read_text():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        winsandbox.run(py(code))
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+
+
+def test_cpu_time_gives_tle() -> None:
+    skip_under_wine("CPU-time accounting")
+    o = winsandbox.run(py("while True: pass"), limits=Limits(cpu_time=0.5, wall_time=30))
+    assert (o.verdict, o.limit) == (Verdict.TLE, "cpu_time"), o
+    assert o.cpu_time >= 0.5
+
+
+def test_not_applied_is_reported() -> None:
+    o = winsandbox.run(py("pass"), limits=Limits(cpu_rate=50))
+    if winsandbox.BACKEND == "posix" or WINE is not None:
+        assert "cpu_rate" in [n for n, _ in o.not_applied]
+    assert o.verdict is Verdict.OK
+
+
+def test_version() -> None:
+    assert winsandbox.__version__.count(".") == 2
+    assert winsandbox.BACKEND in ("windows", "posix")
+    assert sys.version_info >= (3, 9)

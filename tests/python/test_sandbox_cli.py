@@ -1,0 +1,114 @@
+"""The long-lived Sandbox and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import winsandbox
+from conftest import PY, alive, py
+from winsandbox import Limits, Sandbox
+
+
+def _wait_for(path: Path, lines: int) -> list[str]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists():
+            got = path.read_text().split()
+            if len(got) >= lines:
+                return got
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never had {lines} lines")
+
+
+def test_sandbox_sees_its_processes_and_terminates_them(tmp_path: Path) -> None:
+    with Sandbox(Limits(memory="512M")) as sb:
+        outs = [tmp_path / f"{i}.txt" for i in range(2)]
+        procs = [
+            sb.spawn(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"), stdout=o) for o in outs
+        ]
+        pids = [int(_wait_for(o, 1)[0]) for o in outs]
+        assert sorted(pids) == sorted(p.pid for p in procs)
+        assert set(pids) <= set(sb.process_ids())
+        acc = sb.accounting()
+        assert acc.active_processes >= 2
+        assert procs[0].wait(0.1) is None
+        sb.terminate(3)
+        codes = [p.wait(20) for p in procs]
+        if winsandbox.BACKEND == "windows":
+            assert codes == [3, 3]
+        else:
+            assert codes == [-9, -9]
+    assert sb.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        sb.process_ids()
+
+
+def test_closing_the_sandbox_kills_everything(tmp_path: Path) -> None:
+    out = tmp_path / "pid.txt"
+    sb = Sandbox()
+    sb.spawn(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"), stdout=out)
+    pid = int(_wait_for(out, 1)[0])
+    assert alive(pid)
+    sb.close()
+    sb.close()  # idempotent
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "winsandbox", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_json() -> None:
+    p = _cli("run", "--wall-time", "30", "--memory", "256M", "--json", "--", PY, "-c", "print('out')")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["verdict"] == "OK"
+    assert d["stdout"].replace("\r\n", "\n") == "out\n"
+    for key in (
+        "verdict",
+        "exit_code",
+        "cpu_time",
+        "wall_time",
+        "peak_memory",
+        "processes",
+        "stdout",
+        "stderr",
+        "truncated",
+    ):
+        assert key in d
+
+
+def test_cli_verdicts_and_exit_status() -> None:
+    p = _cli("run", "--wall-time", "0.5", "--json", "--", PY, "-c", "import time; time.sleep(30)")
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["verdict"] == "WLE"
+    p = _cli("run", "--", PY, "-c", "import sys; sys.exit(4)")
+    assert p.returncode == 1
+    assert "verdict: RE" in p.stderr
+
+
+def test_cli_usage_errors_exit_2() -> None:
+    for args, needle in [
+        (("run", "--memory", "12Q", "--", PY), "memory"),
+        (("run", "--processes"), "--processes needs a value"),
+        (("run", "--bogus", PY), "--bogus"),
+        (("launch",), "unknown command"),
+    ]:
+        p = _cli(*args)
+        assert p.returncode == 2, args
+        assert needle in p.stderr, p.stderr
+
+
+def test_cli_missing_program_is_se() -> None:
+    p = _cli("run", "--json", "--", "/no/such/program")
+    assert p.returncode == 3
+    assert json.loads(p.stdout)["verdict"] == "SE"

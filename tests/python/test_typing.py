@@ -1,0 +1,31 @@
+"""Checked by mypy --strict: the overloads give str or bytes outcomes."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import winsandbox
+from conftest import py
+
+if sys.version_info >= (3, 11):
+    from typing import assert_type
+elif TYPE_CHECKING:
+    from typing_extensions import assert_type
+else:
+
+    def assert_type(v: object, _t: object) -> object:
+        return v
+
+
+def test_overloads_on_text() -> None:
+    b = winsandbox.run(py("print(1)"))
+    assert_type(b, winsandbox.Outcome[bytes])
+    assert_type(b.stdout, bytes)
+    t = winsandbox.run(py("print(1)"), text=True)
+    assert_type(t, winsandbox.Outcome[str])
+    e = winsandbox.run(py("print(1)"), encoding="utf-8")
+    assert_type(e, winsandbox.Outcome[str])
+    assert isinstance(b.stdout, bytes) and isinstance(t.stdout, str) and isinstance(e.stdout, str)
+    assert_type(b.verdict, winsandbox.Verdict)
+    assert_type(winsandbox.Limits(memory="1M").memory, "int | None")
