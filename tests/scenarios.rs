@@ -170,7 +170,13 @@ fn fork_bomb_gives_ple_and_nothing_survives() {
     while !r.process_ids().unwrap().is_empty() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(r.process_ids().unwrap(), Vec::<u32>::new());
+    let left: Vec<(u32, String)> = r
+        .process_ids()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p, image_name(p)))
+        .collect();
+    assert_eq!(left, vec![]);
 }
 
 #[test]

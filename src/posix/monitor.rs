@@ -24,6 +24,8 @@ pub(crate) struct JobState {
     /// Session ids (= process-group ids) of the processes started into the job.
     pub sessions: Vec<i32>,
     pub seen: std::collections::HashSet<i32>,
+    /// Processes of the job alive at the last sample: re-read every tick.
+    pub known: Vec<i32>,
     pub peak_process_memory: u64,
     pub peak_job_memory: u64,
     pub cpu_ticks: u64,
@@ -77,6 +79,7 @@ impl JobShared {
         let mut st = self.lock();
         st.sessions.push(sid);
         st.seen.insert(sid);
+        st.known.push(sid);
     }
 }
 
@@ -238,7 +241,23 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
-/// Every process whose session is in `sessions`.
+fn read_proc(pid: i32, page: u64) -> Option<ProcInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut info = parse_stat(pid, &stat)?;
+    if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
+        // size resident shared text lib data dt
+        if let Some(d) = statm
+            .split_whitespace()
+            .nth(5)
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            info.data_bytes = d * page;
+        }
+    }
+    Some(info)
+}
+
+/// Every process whose session is in `sessions` (a scan of all of `/proc`).
 pub fn scan(sessions: &std::collections::HashSet<i32>) -> Vec<ProcInfo> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -252,28 +271,22 @@ pub fn scan(sessions: &std::collections::HashSet<i32>) -> Vec<ProcInfo> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let Some(mut info) = parse_stat(pid, &stat) else {
-            continue;
-        };
-        if !sessions.contains(&info.session) {
-            continue;
+        if !parse_stat(pid, &stat).is_some_and(|i| sessions.contains(&i.session)) {
+            continue; // another session: statm not read
         }
-        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
-            // size resident shared text lib data dt
-            if let Some(d) = statm
-                .split_whitespace()
-                .nth(5)
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                info.data_bytes = d * page;
-            }
-        }
-        out.push(info);
+        out.extend(read_proc(pid, page));
     }
     out
 }
 
+/// A full `/proc` scan every this many samples (250 ms) finds new processes;
+/// in between only the processes already known are read again, so a sample
+/// costs in proportion to the jobs, not to the system.
+const FULL_SCAN_EVERY: usize = 10;
+
 fn sample_all(all: &[Arc<JobShared>], now: Instant) {
+    static TICK: AtomicUsize = AtomicUsize::new(0);
+    let full = TICK.fetch_add(1, Ordering::Relaxed) % FULL_SCAN_EVERY == 0;
     let live: Vec<&Arc<JobShared>> = all
         .iter()
         .filter(|j| j.sampled && j.lock().started.is_some() && j.hit().is_none())
@@ -282,7 +295,20 @@ fn sample_all(all: &[Arc<JobShared>], now: Instant) {
     for j in &live {
         sessions.extend(j.lock().sessions.iter().copied());
     }
-    let procs = scan(&sessions);
+    let procs = if full {
+        scan(&sessions)
+    } else {
+        let page = page_size();
+        let mut known: Vec<i32> = Vec::new();
+        for j in &live {
+            known.extend(j.lock().known.iter().copied());
+        }
+        known
+            .iter()
+            .filter_map(|&p| read_proc(p, page))
+            .filter(|p| sessions.contains(&p.session))
+            .collect()
+    };
     let ticks = clock_ticks();
     for j in live {
         let mut st = j.lock();
@@ -292,6 +318,11 @@ fn sample_all(all: &[Arc<JobShared>], now: Instant) {
             .collect();
         let cpu: u64 = mine.iter().map(|p| p.cpu_ticks).sum();
         st.cpu_ticks = st.cpu_ticks.max(cpu);
+        st.known = mine
+            .iter()
+            .filter(|p| p.data_bytes > 0)
+            .map(|p| p.pid)
+            .collect();
         for p in &mine {
             st.seen.insert(p.pid);
             st.peak_process_memory = st.peak_process_memory.max(p.data_bytes);

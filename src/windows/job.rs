@@ -194,6 +194,23 @@ impl Job {
             .map_err(|e| werr("TerminateJobObject", e))
     }
 
+    /// Ends every process in the job and makes sure none is left: a process
+    /// being created while the job was terminated can join it just after
+    /// (seen under Wine), so this terminates again until the list is empty
+    /// (at most about a second).
+    pub fn kill_all(&self, exit_code: u32) -> Result<()> {
+        for _ in 0..100 {
+            self.terminate(exit_code)?;
+            if basic_and_io(self.handle()).map_or(true, |b| b.BasicInfo.ActiveProcesses == 0)
+                && self.process_ids().map_or(true, |p| p.is_empty())
+            {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
     /// Basic + I/O accounting and the peak memory figures. Where the system
     /// lacks the I/O part (Wine), I/O reads as zero; where it does not report
     /// peaks, they read as zero.

@@ -217,7 +217,7 @@ impl Running {
         // Every kernel message queued before now is handled before the verdict.
         monitor::flush(&self.job.shared, Duration::from_secs(1));
         // Whatever the main process left running goes now.
-        let _ = self.job.terminate(KILL_EXIT_CODE);
+        let _ = self.job.kill_all(KILL_EXIT_CODE);
         self.drain_until = Some(now + DRAIN_LIMIT);
         Ok(())
     }

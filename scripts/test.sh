@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs every suite of winsandbox on a Linux machine (Debian 12), installing
+# what is missing first:
+#   1. lint: cargo fmt, clippy -D warnings (Linux and Windows targets), ruff
+#   2. Rust tests on Linux (POSIX backend)
+#   3. Rust tests for x86_64-pc-windows-gnu under Wine (Windows backend)
+#   4. wheels: abi3 for Linux and, cross-built, win_amd64
+#   5. pytest on Linux against the Linux wheel in a fresh venv, mypy --strict, stubtest
+#   6. pytest on a Windows CPython under Wine against the win_amd64 wheel
+#      (../shared/wincpython; skipped, saying so, where it is absent)
+#   7. benchmarks as smoke tests
+# A second run reuses what the first built. Exit status: non-zero if any suite failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/winenv.sh
+ROOT=$WSB_ROOT
+VENV=$ROOT/target/venv
+WINCPY_TOOL=$(cd "$ROOT/.." && pwd)/shared/wincpython
+WINCPY=${WINCPYTHON_PREFIX:-/opt/wincpython}
+RESULTS=()
+FAILED=0
+
+log() { printf '\n=== %s  [%s]\n' "$*" "$(date +%H:%M:%S)"; }
+record() { # name status
+    RESULTS+=("$1: $2")
+    [ "$2" = ok ] || FAILED=1
+}
+run_stage() { # name command...
+    local name=$1
+    shift
+    log "$name"
+    if "$@"; then record "$name" ok; else record "$name" "FAILED"; fi
+}
+
+setup() {
+    winenv_install || return 1
+    command -v python3 >/dev/null || return 1
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV" || return 1
+    fi
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+        'maturin>=1.9,<2' 'pytest>=8' pytest-timeout pytest-benchmark 'mypy>=1.10' 'ruff>=0.6' || return 1
+    winenv_prefix
+}
+
+lint() {
+    local ok=0
+    cargo fmt --check || ok=1
+    cargo clippy --all-targets --features python -q -- -D warnings || ok=1
+    wincargo clippy --all-targets -q -- -D warnings || ok=1
+    "$VENV/bin/ruff" check python tests/python benches || ok=1
+    "$VENV/bin/ruff" format --check python tests/python benches || ok=1
+    return $ok
+}
+
+rust_linux() { cargo test; }
+
+rust_windows() { wincargo test --tests; }
+
+wheels() {
+    rm -rf target/wheels
+    "$VENV/bin/maturin" build --release --out target/wheels/linux || return 1
+    PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO=/usr/bin/cargo \
+        CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+        CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
+        "$VENV/bin/maturin" build --release --target x86_64-pc-windows-gnu --target-dir target/win \
+        --out target/wheels/win
+}
+
+python_linux() {
+    local tv=$ROOT/target/venv-test ok=0
+    rm -rf "$tv"
+    python3 -m venv "$tv" && "$tv/bin/pip" install -q --disable-pip-version-check \
+        pytest pytest-timeout pytest-benchmark 'mypy>=1.10' target/wheels/linux/*.whl || return 1
+    (cd tests/python && WINSANDBOX_WHEEL_DIR=$ROOT/target/wheels WINSANDBOX_FROM_WHEEL=1 \
+        "$tv/bin/python" -m pytest -p no:cacheprovider -q) || ok=1
+    echo "--- mypy --strict (package, tests, benches)"
+    "$tv/bin/mypy" python/winsandbox tests/python benches || ok=1
+    echo "--- stubtest winsandbox._winsandbox (the installed module against its stub)"
+    (cd "$tv" && "$tv/bin/python" -m mypy.stubtest --allowlist "$ROOT/.mypy-stubtest-allowlist" \
+        winsandbox._winsandbox) || ok=1
+    return $ok
+}
+
+python_windows() {
+    if [ ! -f "$WINCPY_TOOL/build.sh" ]; then
+        echo "SKIPPED: $WINCPY_TOOL is absent, so no Windows Python to run pytest on;"
+        echo "the windows-latest job of .github/workflows/ci.yml runs this suite natively."
+        return 0
+    fi
+    bash "$WINCPY_TOOL/build.sh" "$WINCPY" || return 1
+    bash "$WINCPY_TOOL/pip-install.sh" "$WINCPY" pytest pytest-timeout target/wheels/win/*.whl >/dev/null || return 1
+    # as in winenv_no_debugger: crashes end with their own code, not winedbg's
+    bash "$WINCPY_TOOL/run.sh" "$WINCPY" -c "import winreg
+k = winreg.CreateKey(winreg.HKEY_LOCAL_MACHINE, r'Software\Microsoft\Windows NT\CurrentVersion\AeDebug')
+winreg.SetValueEx(k, 'Debugger', 0, winreg.REG_SZ, 'winsandbox-no-debugger.exe')" || return 1
+    (cd tests/python && PYTHONUTF8=1 bash "$WINCPY_TOOL/run.sh" "$WINCPY" -m pytest -p no:cacheprovider -q -rs)
+}
+
+benches() {
+    (cd benches && "$ROOT/target/venv-test/bin/python" -m pytest -p no:cacheprovider -q --benchmark-disable)
+}
+
+run_stage "setup (apt packages, tool venv, Wine prefix)" setup || true
+if [ "$FAILED" = 1 ]; then
+    echo "setup failed"
+    exit 1
+fi
+run_stage "lint (fmt, clippy Linux + Windows, ruff)" lint
+run_stage "Rust tests on Linux (POSIX backend)" rust_linux
+run_stage "Rust tests for Windows under Wine" rust_windows
+winenv_stop
+run_stage "wheels (abi3 Linux, abi3 win_amd64)" wheels
+run_stage "pytest + mypy + stubtest on Linux" python_linux
+run_stage "pytest on Windows CPython under Wine" python_windows
+run_stage "benchmarks (smoke)" benches
+winenv_stop
+
+log "summary"
+for r in "${RESULTS[@]}"; do echo "  $r"; done
+exit $FAILED
