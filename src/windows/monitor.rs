@@ -102,6 +102,15 @@ impl JobShared {
     pub fn hit(&self) -> Option<Hit> {
         self.lock().hit
     }
+
+    /// Folds a process's final memory counters into the job's peaks.
+    pub fn note_memory(&self, process: &OwnedHandle) {
+        if let Some(c) = memory_of(process) {
+            let mut st = self.lock();
+            st.peak_process_memory = st.peak_process_memory.max(c.PeakPagefileUsage as u64);
+            st.peak_job_memory = st.peak_job_memory.max(c.PeakPagefileUsage as u64);
+        }
+    }
 }
 
 struct Monitor {
@@ -362,7 +371,7 @@ fn check_wall(job: &JobShared, now: Instant) {
     }
 }
 
-fn memory_of(process: &OwnedHandle) -> Option<PROCESS_MEMORY_COUNTERS> {
+pub(crate) fn memory_of(process: &OwnedHandle) -> Option<PROCESS_MEMORY_COUNTERS> {
     let mut c = PROCESS_MEMORY_COUNTERS {
         cb: std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32,
         ..Default::default()

@@ -214,6 +214,8 @@ impl Running {
             .map_err(|e| werr("GetExitCodeProcess", e))?;
         let now = Instant::now();
         self.exit = Some((code, now));
+        // The main process's own peak, also where the job reports none (Wine).
+        self.job.shared.note_memory(&self.process.handle);
         // Every kernel message queued before now is handled before the verdict.
         monitor::flush(&self.job.shared, Duration::from_secs(1));
         // Whatever the main process left running goes now.
