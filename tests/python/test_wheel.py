@@ -54,7 +54,7 @@ def pe_imports(data: bytes) -> list[str]:
                 return int(rawptr + rva - vaddr)
         raise ValueError(f"RVA {rva:#x} in no section")
 
-    names = []
+    names: list[str] = []
     d = off(import_rva)
     while True:
         entry = struct.unpack_from("<5I", data, d)
