@@ -16,5 +16,7 @@
 
 mod monitor;
 mod run;
+#[cfg(target_os = "linux")]
+mod spawn;
 
 pub use run::{run, Child, Running, Sandbox};

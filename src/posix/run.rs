@@ -2,7 +2,9 @@
 
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+#[cfg(not(target_os = "linux"))]
 use std::os::unix::process::CommandExt;
+#[cfg(not(target_os = "linux"))]
 use std::process::Stdio as StdStdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +47,7 @@ fn not_applied(l: &Limits) -> Vec<NotApplied> {
     v
 }
 
-fn nice_of(p: Priority) -> i32 {
+pub(super) fn nice_of(p: Priority) -> i32 {
     match p {
         Priority::Idle => 19,
         Priority::BelowNormal => 10,
@@ -59,7 +61,48 @@ fn io_err(op: impl Into<String>, e: std::io::Error) -> Error {
     Error::from_io(op, e)
 }
 
-/// A `std::process::Command` that starts a new session with the job's rlimits.
+/// A pipe, both ends close-on-exec: (read, write).
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::last_os("pipe2"));
+    }
+    // SAFETY: two new fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn devnull(write: bool) -> Result<OwnedFd> {
+    let f = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")
+        .map_err(|e| io_err("opening /dev/null", e))?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Starts `cmd` in a new session with `fds` as its stdio; returns its pid.
+fn start_child(cmd: &Command, fds: [&OwnedFd; 3]) -> Result<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        super::spawn::spawn(cmd, fds)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let dup = |f: &OwnedFd| -> Result<StdStdio> {
+            Ok(StdStdio::from(f.try_clone().map_err(|e| io_err("dup", e))?))
+        };
+        let mut c = build(cmd, dup(fds[0])?, dup(fds[1])?, dup(fds[2])?)?;
+        let child = c
+            .spawn()
+            .map_err(|e| io_err(format!("starting {:?}", cmd.program), e))?;
+        Ok(child.id() as i32)
+    }
+}
+
+/// A `std::process::Command` that starts a new session with the job's
+/// rlimits (systems other than Linux).
+#[cfg(not(target_os = "linux"))]
 fn build(
     cmd: &Command,
     stdin: StdStdio,
@@ -152,7 +195,7 @@ fn build(
 }
 
 /// A clear error for a program that does not exist (std would say only ENOENT).
-fn resolve(cmd: &Command) -> Result<std::path::PathBuf> {
+pub(super) fn resolve(cmd: &Command) -> Result<std::path::PathBuf> {
     let p = std::path::Path::new(&cmd.program);
     if cmd.program.contains('/') {
         if p.is_file() {
@@ -214,7 +257,6 @@ enum Sink {
 
 pub struct Running {
     job: Arc<JobShared>,
-    child: std::process::Child,
     pid: i32,
     pidfd: Option<OwnedFd>,
     started: Instant,
@@ -243,43 +285,40 @@ impl Running {
             })
         };
         let sinks = [mk(&cmd.stdout)?, mk(&cmd.stderr)?];
-        let stdin = match &cmd.stdin {
-            Stdin::Null => StdStdio::null(),
-            Stdin::Bytes(_) => StdStdio::piped(),
-            Stdin::File(p) => StdStdio::from(
-                std::fs::File::open(p).map_err(|e| io_err(format!("opening {p:?}"), e))?,
+        let (child_in, our_in) = match &cmd.stdin {
+            Stdin::Null => (devnull(false)?, None),
+            Stdin::Bytes(b) => {
+                let (r, w) = pipe()?;
+                (r, (!b.is_empty()).then_some((w, b.clone(), 0)))
+            }
+            Stdin::File(p) => (
+                OwnedFd::from(
+                    std::fs::File::open(p).map_err(|e| io_err(format!("opening {p:?}"), e))?,
+                ),
+                None,
             ),
         };
-        let mut c = build(cmd, stdin, StdStdio::piped(), StdStdio::piped())?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
         let job = monitor::register(&cmd.limits);
-        let mut child = c.spawn().map_err(|e| {
-            monitor::unregister(&job);
-            io_err(format!("starting {:?}", cmd.program), e)
-        })?;
-        let pid = child.id() as i32;
+        let pid = start_child(cmd, [&child_in, &out_w, &err_w])
+            .inspect_err(|_| monitor::unregister(&job))?;
+        // Only the child holds its ends now: end of file follows its exit.
+        drop((child_in, out_w, err_w));
         job.add_session(pid);
         // Wall time runs from the moment the process exists.
         job.start_clock();
         let started = Instant::now();
-        let take = |fd: Option<OwnedFd>| {
-            if let Some(f) = &fd {
-                set_nonblocking(f.as_raw_fd());
-            }
-            fd
-        };
-        let out = take(child.stdout.take().map(OwnedFd::from));
-        let err = take(child.stderr.take().map(OwnedFd::from));
-        let stdin = match (&cmd.stdin, child.stdin.take()) {
-            (Stdin::Bytes(b), Some(s)) if !b.is_empty() => {
-                let fd = OwnedFd::from(s);
-                set_nonblocking(fd.as_raw_fd());
-                Some((fd, b.clone(), 0))
-            }
-            _ => None, // dropping the pipe: end of file at once
-        };
+        for f in [&out_r, &err_r] {
+            set_nonblocking(f.as_raw_fd());
+        }
+        let stdin = our_in.map(|(fd, data, pos)| {
+            set_nonblocking(fd.as_raw_fd());
+            (fd, data, pos)
+        });
+        let (out, err) = (Some(out_r), Some(err_r));
         Ok(Running {
             job,
-            child,
             pid,
             pidfd: pidfd(pid),
             started,
@@ -585,7 +624,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.job.kill_all();
         if self.exit.is_none() {
-            let _ = self.child.wait();
+            let mut status = 0;
+            // SAFETY: reaping our own child, killed just above.
+            unsafe { libc::waitpid(self.pid, &mut status, 0) };
         }
         monitor::unregister(&self.job);
     }
@@ -608,36 +649,57 @@ pub struct Sandbox {
 }
 
 pub struct Child {
-    child: std::sync::Mutex<std::process::Child>,
-    pid: u32,
+    pid: i32,
+    status: std::sync::Mutex<Option<i64>>,
 }
 
 impl Child {
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.pid as u32
     }
 
     /// The exit code (minus the signal) once it ended within `timeout`.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<i64>> {
         let until = timeout.map(|t| Instant::now() + t);
         loop {
-            let st = self
-                .child
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .try_wait()
-                .map_err(|e| io_err("waitpid", e))?;
-            if let Some(s) = st {
-                use std::os::unix::process::ExitStatusExt;
-                return Ok(Some(
-                    s.code()
-                        .map_or_else(|| -(s.signal().unwrap_or(0) as i64), |c| c as i64),
-                ));
+            let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            if st.is_none() {
+                let mut status = 0;
+                // SAFETY: polling our own child; `status` is writable.
+                let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+                if r == self.pid {
+                    *st = Some(if libc::WIFSIGNALED(status) {
+                        -(libc::WTERMSIG(status) as i64)
+                    } else {
+                        libc::WEXITSTATUS(status) as i64
+                    });
+                } else if r < 0 {
+                    return Err(Error::last_os("waitpid"));
+                }
             }
+            if let Some(c) = *st {
+                return Ok(Some(c));
+            }
+            drop(st);
             if until.is_some_and(|u| Instant::now() >= u) {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            let mut status = 0;
+            // SAFETY: reaping our own child if it has ended (never blocks).
+            unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
         }
     }
 }
@@ -654,17 +716,17 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
-        let out = |o: &Output| -> Result<StdStdio> {
+        let out = |o: &Output| -> Result<OwnedFd> {
             Ok(match o {
-                Output::File(p) => StdStdio::from(
+                Output::File(p) => OwnedFd::from(
                     std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))?,
                 ),
-                _ => StdStdio::null(),
+                _ => devnull(true)?,
             })
         };
         let stdin = match &cmd.stdin {
-            Stdin::Null => StdStdio::null(),
-            Stdin::File(p) => StdStdio::from(
+            Stdin::Null => devnull(false)?,
+            Stdin::File(p) => OwnedFd::from(
                 std::fs::File::open(p).map_err(|e| io_err(format!("opening {p:?}"), e))?,
             ),
             Stdin::Bytes(_) => {
@@ -674,15 +736,12 @@ impl Sandbox {
                 ))
             }
         };
-        let mut c = build(cmd, stdin, out(&cmd.stdout)?, out(&cmd.stderr)?)?;
-        let child = c
-            .spawn()
-            .map_err(|e| io_err(format!("starting {:?}", cmd.program), e))?;
-        let pid = child.id();
-        self.job.add_session(pid as i32);
+        let (o, e) = (out(&cmd.stdout)?, out(&cmd.stderr)?);
+        let pid = start_child(cmd, [&stdin, &o, &e])?;
+        self.job.add_session(pid);
         Ok(Child {
-            child: std::sync::Mutex::new(child),
             pid,
+            status: std::sync::Mutex::new(None),
         })
     }
 
