@@ -22,6 +22,7 @@ PIPE = _winsandbox.PIPE
 DEVNULL = _winsandbox.DEVNULL
 """Read and drop the stream (the output limit still counts it)."""
 
+_NO_LIMITS = Limits()
 _KNOWN_ERRORS: dict[type[OSError], type[OSError]] = {}
 _KNOWN_LOCK = threading.Lock()
 
@@ -171,7 +172,7 @@ def _start(
     spawn_path: str = "auto",
 ) -> tuple[list[str], _winsandbox.Run]:
     argv = _argv(args)
-    lim = limits if limits is not None else Limits()
+    lim = limits if limits is not None else _NO_LIMITS
     if not isinstance(lim, Limits):
         raise TypeError(f"limits: expected winsandbox.Limits, got {lim!r}")
     if timeout is not None:

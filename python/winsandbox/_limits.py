@@ -130,6 +130,8 @@ class Limits:
         }
         for k, v in values.items():
             object.__setattr__(self, k, v)
+        # what the native layer is given, computed once (not a field)
+        object.__setattr__(self, "_kwargs", values)
 
     def replace(self, **changes: Any) -> Limits:
         """A copy with some fields changed (validated again)."""
@@ -138,5 +140,6 @@ class Limits:
         return Limits(**current)
 
     def native(self) -> dict[str, Any]:
-        """The keyword arguments of the native layer."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The keyword arguments of the native layer (do not modify)."""
+        kwargs: dict[str, Any] = self.__dict__["_kwargs"]
+        return kwargs
