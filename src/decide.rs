@@ -11,6 +11,24 @@ use crate::outcome::Verdict;
 /// Wall time is not sampled: the monitor sleeps until the nearest deadline.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(25);
 
+/// Samples in a row without activity before a job's sampling slows down.
+pub const IDLE_SAMPLES: u32 = 4;
+/// The slowest a job that shows no activity is sampled.
+pub const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When to sample a job next, given how many samples in a row saw no
+/// activity (no CPU time, page faults or process starts). A job that works is
+/// sampled every [`SAMPLE_INTERVAL`]; a sleeping one, whose memory cannot
+/// grow, ever more rarely, down to [`IDLE_INTERVAL`]; any activity brings it
+/// back to the fast rate.
+pub fn sample_interval(idle_samples: u32) -> Duration {
+    if idle_samples < IDLE_SAMPLES {
+        return SAMPLE_INTERVAL;
+    }
+    let doublings = (idle_samples - IDLE_SAMPLES + 1).min(8);
+    (SAMPLE_INTERVAL * (1 << doublings)).min(IDLE_INTERVAL)
+}
+
 /// What the monitor read of a job at one instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Sample {
@@ -227,6 +245,19 @@ mod tests {
             memory: Some(1),
             ..Default::default()
         }));
+    }
+
+    #[test]
+    fn idle_jobs_are_sampled_less_often() {
+        assert_eq!(sample_interval(0), Duration::from_millis(25));
+        assert_eq!(sample_interval(IDLE_SAMPLES - 1), Duration::from_millis(25));
+        assert_eq!(sample_interval(IDLE_SAMPLES), Duration::from_millis(50));
+        assert_eq!(
+            sample_interval(IDLE_SAMPLES + 1),
+            Duration::from_millis(100)
+        );
+        assert_eq!(sample_interval(IDLE_SAMPLES + 5), Duration::from_secs(1));
+        assert_eq!(sample_interval(u32::MAX), Duration::from_secs(1));
     }
 
     #[test]

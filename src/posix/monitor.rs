@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::decide::{check_sample, needs_sampling, Sample, SAMPLE_INTERVAL};
+use crate::decide::{
+    check_sample, needs_sampling, sample_interval, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL,
+};
 use crate::limits::Limits;
 use crate::outcome::{Mechanism, Verdict};
 
@@ -24,8 +26,12 @@ pub(crate) struct JobState {
     /// Session ids (= process-group ids) of the processes started into the job.
     pub sessions: Vec<i32>,
     pub seen: std::collections::HashSet<i32>,
-    /// Processes of the job alive at the last sample: re-read every tick.
+    /// Processes of the job alive at the last sample: re-read every sample.
     pub known: Vec<i32>,
+    /// When the job is sampled next, and how many samples saw no activity.
+    next_sample: Option<Instant>,
+    idle: u32,
+    activity: u64,
     pub peak_process_memory: u64,
     pub peak_job_memory: u64,
     pub cpu_ticks: u64,
@@ -141,14 +147,17 @@ pub(crate) fn unregister(job: &JobShared) {
 }
 
 fn run_thread(m: &'static Monitor) {
-    let mut next_sample = Instant::now() + SAMPLE_INTERVAL;
+    let mut next_full = Instant::now();
     loop {
         let now = Instant::now();
         let all: Vec<Arc<JobShared>> = jobs(m).values().cloned().collect();
         let mut until: Option<Instant> = None;
-        let mut any_sampled = false;
+        let mut due: Vec<&Arc<JobShared>> = Vec::new();
         for j in &all {
-            let started = j.lock().started;
+            let (started, next) = {
+                let st = j.lock();
+                (st.started, st.next_sample)
+            };
             if let (Some(w), Some(s)) = (j.limits.wall_time, started) {
                 if now.saturating_duration_since(s) > w {
                     j.fire(Hit {
@@ -161,14 +170,30 @@ fn run_thread(m: &'static Monitor) {
                     until = Some(until.map_or(d, |u| u.min(d)));
                 }
             }
-            any_sampled |= j.sampled && started.is_some() && j.hit().is_none();
-        }
-        if any_sampled {
-            if now >= next_sample {
-                sample_all(&all, now);
-                next_sample = now + SAMPLE_INTERVAL;
+            if j.sampled && started.is_some() && j.hit().is_none() {
+                if next.is_none_or(|t| now >= t) {
+                    due.push(j);
+                } else if let Some(t) = next {
+                    until = Some(until.map_or(t, |u| u.min(t)));
+                }
             }
-            until = Some(until.map_or(next_sample, |u| u.min(next_sample)));
+        }
+        if !due.is_empty() {
+            let full = now >= next_full;
+            let active = sample_jobs(&due, now, full);
+            if full {
+                next_full = now
+                    + if active {
+                        SAMPLE_INTERVAL * 10
+                    } else {
+                        IDLE_INTERVAL
+                    };
+            }
+            for j in &due {
+                if let Some(t) = j.lock().next_sample {
+                    until = Some(until.map_or(t, |u| u.min(t)));
+                }
+            }
         }
         let mut pending = m.pending.lock().unwrap_or_else(|p| p.into_inner());
         if !*pending {
@@ -279,28 +304,21 @@ pub fn scan(sessions: &std::collections::HashSet<i32>) -> Vec<ProcInfo> {
     out
 }
 
-/// A full `/proc` scan every this many samples (250 ms) finds new processes;
-/// in between only the processes already known are read again, so a sample
-/// costs in proportion to the jobs, not to the system.
-const FULL_SCAN_EVERY: usize = 10;
-
-fn sample_all(all: &[Arc<JobShared>], now: Instant) {
-    static TICK: AtomicUsize = AtomicUsize::new(0);
-    let full = TICK.fetch_add(1, Ordering::Relaxed) % FULL_SCAN_EVERY == 0;
-    let live: Vec<&Arc<JobShared>> = all
-        .iter()
-        .filter(|j| j.sampled && j.lock().started.is_some() && j.hit().is_none())
-        .collect();
+/// Samples `due` (all of `/proc` when `full`, else only the processes
+/// already known: new ones are found by the next full scan), ends the jobs
+/// over a limit, and schedules each job's next sample. True if any job was
+/// active.
+fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
     let mut sessions = std::collections::HashSet::new();
-    for j in &live {
+    for j in due {
         sessions.extend(j.lock().sessions.iter().copied());
     }
-    let procs = if full {
+    let procs: Vec<ProcInfo> = if full {
         scan(&sessions)
     } else {
         let page = page_size();
         let mut known: Vec<i32> = Vec::new();
-        for j in &live {
+        for j in due {
             known.extend(j.lock().known.iter().copied());
         }
         known
@@ -310,7 +328,8 @@ fn sample_all(all: &[Arc<JobShared>], now: Instant) {
             .collect()
     };
     let ticks = clock_ticks();
-    for j in live {
+    let mut any_active = false;
+    for j in due {
         let mut st = j.lock();
         let mine: Vec<&ProcInfo> = procs
             .iter()
@@ -329,6 +348,15 @@ fn sample_all(all: &[Arc<JobShared>], now: Instant) {
         }
         let job_mem: u64 = mine.iter().map(|p| p.data_bytes).sum();
         st.peak_job_memory = st.peak_job_memory.max(job_mem);
+        let activity = cpu + st.seen.len() as u64 + job_mem;
+        st.idle = if activity == st.activity {
+            st.idle.saturating_add(1)
+        } else {
+            0
+        };
+        st.activity = activity;
+        any_active |= st.idle == 0;
+        st.next_sample = Some(now + sample_interval(st.idle));
         let s = Sample {
             cpu_time: Duration::from_secs_f64(st.cpu_ticks as f64 / ticks as f64),
             process_memory: st.peak_process_memory,
@@ -348,6 +376,7 @@ fn sample_all(all: &[Arc<JobShared>], now: Instant) {
             });
         }
     }
+    any_active
 }
 
 #[cfg(test)]

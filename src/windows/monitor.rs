@@ -6,7 +6,8 @@
 //!   (mechanism "kernel") and terminates the job; `NEW_PROCESS` opens the new
 //!   process for memory sampling, `EXIT_PROCESS` closes it;
 //! - wakes at the nearest wall-time deadline and ends that job (`WLE`);
-//! - every [`SAMPLE_INTERVAL`] samples the jobs whose limits need it (CPU time
+//! - every [`SAMPLE_INTERVAL`] (down to once a second for a job that shows no
+//!   activity: `decide::sample_interval`) samples the jobs whose limits need it (CPU time
 //!   with kernel time, memory, process counts) and ends a job that crossed
 //!   one (mechanism "monitor"). The kernel does not guarantee delivery of its
 //!   messages, and some systems (Wine) do not enforce the limits: this is the
@@ -30,7 +31,9 @@ use windows::Win32::System::IO::{
 
 use super::handle::{own, raw, werr, OwnedHandle};
 use super::job::{process_ids, KILL_EXIT_CODE};
-use crate::decide::{self, check_sample, kernel_message_hit, msg, Sample, SAMPLE_INTERVAL};
+use crate::decide::{
+    self, check_sample, kernel_message_hit, msg, sample_interval, Sample, SAMPLE_INTERVAL,
+};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::outcome::{Mechanism, Verdict};
@@ -60,6 +63,10 @@ pub(crate) struct JobState {
     pub peak_job_memory: u64,
     flush_requested: u64,
     flush_done: u64,
+    /// When the job is sampled next, and how many samples saw no activity.
+    next_sample: Option<Instant>,
+    idle: u32,
+    activity: u64,
 }
 
 /// What the monitor and the job's owner share.
@@ -234,9 +241,8 @@ fn run_thread() {
             None => std::thread::sleep(Duration::from_millis(1)),
         }
     };
-    let mut next_sample = Instant::now() + SAMPLE_INTERVAL;
     loop {
-        let timeout = next_wait(m, next_sample);
+        let timeout = next_wait(m);
         let mut bytes = 0u32;
         let mut key = 0usize;
         let mut ov: *mut OVERLAPPED = std::ptr::null_mut();
@@ -253,29 +259,29 @@ fn run_thread() {
         }
         let now = Instant::now();
         let all: Vec<Arc<JobShared>> = jobs(m).values().cloned().collect();
-        let sample_now = now >= next_sample;
         for job in &all {
             check_wall(job, now);
-            if sample_now && job.sampled {
+            if job.sampled && job.lock().next_sample.is_none_or(|t| now >= t) {
                 sample(job, now);
             }
-        }
-        if sample_now {
-            next_sample = now + SAMPLE_INTERVAL;
         }
     }
 }
 
 /// Milliseconds until the next thing the thread must do.
-fn next_wait(m: &Monitor, next_sample: Instant) -> u32 {
+fn next_wait(m: &Monitor) -> u32 {
     let now = Instant::now();
     let mut until: Option<Instant> = None;
     for job in jobs(m).values() {
         let mut t = None;
-        if job.sampled {
-            t = Some(next_sample);
+        let (started, next) = {
+            let st = job.lock();
+            (st.started, st.next_sample)
+        };
+        if job.sampled && started.is_some() && job.hit().is_none() {
+            t = Some(next.unwrap_or(now));
         }
-        if let (Some(w), Some(s)) = (job.limits.wall_time, job.lock().started) {
+        if let (Some(w), Some(s)) = (job.limits.wall_time, started) {
             let d = s + w + Duration::from_millis(1);
             t = Some(t.map_or(d, |x: Instant| x.min(d)));
         }
@@ -407,7 +413,10 @@ fn sample(job: &JobShared, now: Instant) {
     let basic = basic_accounting(h);
     let ext = extended_limits(h);
     let mut st = job.lock();
-    let Some(started) = st.started else { return };
+    let Some(started) = st.started else {
+        st.next_sample = Some(now + SAMPLE_INTERVAL);
+        return;
+    };
     // Processes the kernel counts that no NEW_PROCESS message told us of.
     if let Some(b) = &basic {
         if b.BasicInfo.ActiveProcesses as usize > st.tracked.len() {
@@ -462,6 +471,21 @@ fn sample(job: &JobShared, now: Instant) {
             .max(basic.as_ref().map_or(0, |b| b.BasicInfo.TotalProcesses)),
     };
     let elapsed = now.saturating_duration_since(started);
+    // A job that shows no activity (CPU, page faults, process starts, commit)
+    // is sampled ever more rarely; any activity brings back the fast rate.
+    let activity = s.cpu_time.as_nanos() as u64
+        + basic
+            .as_ref()
+            .map_or(0, |b| b.BasicInfo.TotalPageFaultCount as u64)
+        + s.total_processes as u64
+        + job_now;
+    st.idle = if activity == st.activity {
+        st.idle.saturating_add(1)
+    } else {
+        0
+    };
+    st.activity = activity;
+    st.next_sample = Some(now + sample_interval(st.idle));
     drop(st);
     if let Some((verdict, limit)) = check_sample(&job.limits, elapsed, &s) {
         job.fire(Hit {

@@ -21,7 +21,9 @@ use windows::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 use super::handle::*;
 use crate::error::{Error, Result};
 
-const BUF: usize = 64 * 1024;
+/// Read buffer of each output pipe (and write chunk of stdin): small, since
+/// every live run holds two.
+const BUF: usize = 16 * 1024;
 
 pub(crate) struct PipePair {
     /// Overlapped, not inheritable: the supervisor's end.
