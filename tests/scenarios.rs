@@ -166,17 +166,10 @@ fn fork_bomb_gives_ple_and_nothing_survives() {
         "{o:?}"
     );
     assert!(o.wall_time < 15.0);
-    let until = Instant::now() + Duration::from_secs(5);
-    while !r.process_ids().unwrap().is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let left: Vec<(u32, String)> = r
-        .process_ids()
-        .unwrap()
-        .into_iter()
-        .map(|p| (p, image_name(p)))
-        .collect();
-    assert_eq!(left, vec![]);
+    // Every process the job lists is dead (Wine's list can keep a dead one for a while).
+    let pids = r.process_ids().unwrap();
+    let named: Vec<(u32, String)> = pids.iter().map(|&p| (p, image_name(p))).collect();
+    assert!(all_gone(&pids), "survivors among {named:?}");
 }
 
 #[test]

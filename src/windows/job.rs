@@ -202,7 +202,9 @@ impl Job {
         for _ in 0..100 {
             self.terminate(exit_code)?;
             if basic_and_io(self.handle()).map_or(true, |b| b.BasicInfo.ActiveProcesses == 0)
-                && self.process_ids().map_or(true, |p| p.is_empty())
+                || self
+                    .process_ids()
+                    .map_or(true, |p| p.iter().all(|&pid| !process_alive(pid)))
             {
                 return Ok(());
             }
@@ -265,6 +267,25 @@ impl Drop for Job {
         let _ = self.terminate(KILL_EXIT_CODE);
         monitor::unregister(&self.shared);
     }
+}
+
+/// Whether a process with this id runs (a job's list can keep a dead one
+/// for a while under Wine).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    use windows::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+    use windows::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: opening by id; the handle is closed below.
+    let Ok(h) = (unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }) else {
+        return false;
+    };
+    let mut code = 0u32;
+    // SAFETY: `h` is open; `code` is writable.
+    let ok = unsafe { GetExitCodeProcess(h, &mut code) }.is_ok();
+    // SAFETY: closing the handle opened above.
+    let _ = unsafe { CloseHandle(h) };
+    ok && code == STILL_ACTIVE.0 as u32
 }
 
 /// Basic + I/O accounting, or basic accounting alone (I/O zero) where the
