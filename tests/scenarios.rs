@@ -228,6 +228,20 @@ fn grandchild_is_killed_and_not_waited_for() {
 }
 
 #[test]
+fn a_descendant_that_left_the_process_group_is_killed_too() {
+    // A sampled limit, so the monitor sees the descendant before the end.
+    let l = Limits {
+        memory: Some(1 << 30),
+        ..Default::default()
+    };
+    let o = winsandbox::run(&with_limits(&["escape-group", "60"], l)).unwrap();
+    assert_eq!(o.verdict(), Verdict::Ok, "{o:?}");
+    let pids = pids_in(&o.stdout);
+    assert_eq!(pids.len(), 1);
+    assert!(all_gone(&pids), "{pids:?} survived");
+}
+
+#[test]
 fn environment_and_working_directory() {
     let mut c = probe_cmd(&["env", "WSB_TEST_VAR"]);
     c.env

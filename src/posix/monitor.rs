@@ -49,12 +49,26 @@ impl JobShared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// SIGKILL to every process group of the job.
+    /// SIGKILL to every process group of the job, and to every process of its
+    /// sessions that left the group (`setpgid`), when the monitor has seen
+    /// more processes than the groups' leaders (a `/proc` scan, so not for
+    /// the common single-process run). A process that left the session
+    /// (`setsid`) is not followed.
     pub fn kill_all(&self) {
-        let sessions = self.lock().sessions.clone();
-        for s in sessions {
+        let (sessions, more) = {
+            let st = self.lock();
+            (st.sessions.clone(), st.seen.len() > st.sessions.len())
+        };
+        for &s in &sessions {
             // SAFETY: kill(2) on a process group we created; no memory involved.
             unsafe { libc::kill(-s, libc::SIGKILL) };
+        }
+        if more {
+            let set: std::collections::HashSet<i32> = sessions.iter().copied().collect();
+            for p in scan(&set) {
+                // SAFETY: kill(2) on a process of the job's own sessions.
+                unsafe { libc::kill(p.pid, libc::SIGKILL) };
+            }
         }
     }
 
@@ -355,8 +369,16 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
             0
         };
         st.activity = activity;
-        any_active |= st.idle == 0;
-        st.next_sample = Some(now + sample_interval(st.idle));
+        // New processes are only found by full scans, so a job with a process
+        // limit never slows down: a fork bomb's parents sleep, and look idle.
+        let counts_processes = j.limits.processes.is_some() || j.limits.total_processes.is_some();
+        any_active |= st.idle == 0 || counts_processes;
+        let interval = if counts_processes {
+            SAMPLE_INTERVAL
+        } else {
+            sample_interval(st.idle)
+        };
+        st.next_sample = Some(now + interval);
         let s = Sample {
             cpu_time: Duration::from_secs_f64(st.cpu_ticks as f64 / ticks as f64),
             process_memory: st.peak_process_memory,

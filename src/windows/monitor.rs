@@ -485,7 +485,16 @@ fn sample(job: &JobShared, now: Instant) {
         0
     };
     st.activity = activity;
-    st.next_sample = Some(now + sample_interval(st.idle));
+    // The pid-list backstop for lost NEW_PROCESS messages keeps its pace
+    // in a job with a process limit.
+    let counts_processes = job.limits.processes.is_some() || job.limits.total_processes.is_some();
+    st.next_sample = Some(
+        now + if counts_processes {
+            SAMPLE_INTERVAL
+        } else {
+            sample_interval(st.idle)
+        },
+    );
     drop(st);
     if let Some((verdict, limit)) = check_sample(&job.limits, elapsed, &s) {
         job.fire(Hit {

@@ -134,11 +134,17 @@ fn main() {
             std::hint::black_box(&blocks);
         }
         "fork-bomb" => {
-            // Start copies of itself until it cannot, then wait.
+            // Two copies of itself each, then wait. Bounded at 10 generations
+            // (at most 2,047 processes), so a sandbox that failed to stop it
+            // cannot take the machine down with it.
+            let generation: u32 = a.get(1).and_then(|g| g.parse().ok()).unwrap_or(0);
             let mut kids = Vec::new();
-            for _ in 0..2 {
-                if let Ok(c) = spawn_self(&["fork-bomb"]) {
-                    kids.push(c);
+            if generation < 10 {
+                let next = (generation + 1).to_string();
+                for _ in 0..2 {
+                    if let Ok(c) = spawn_self(&["fork-bomb", &next]) {
+                        kids.push(c);
+                    }
                 }
             }
             std::thread::sleep(Duration::from_secs(30));
@@ -159,6 +165,23 @@ fn main() {
             let secs: String = arg(&a, 1, "seconds");
             let c = spawn_self(&["sleep", &secs]).unwrap();
             println!("{}", c.id());
+        }
+        "escape-group" => {
+            // A child that leaves the process group (POSIX; on Windows a plain
+            // child), then this process lingers a moment and returns.
+            let secs: String = arg(&a, 1, "seconds");
+            let c = spawn_self(&["new-group-sleep", &secs]).unwrap();
+            println!("{}", c.id());
+            out.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        "new-group-sleep" => {
+            #[cfg(unix)]
+            // SAFETY: setpgid on ourselves.
+            unsafe {
+                libc::setpgid(0, 0);
+            }
+            std::thread::sleep(Duration::from_secs_f64(arg(&a, 1, "seconds")));
         }
         "env" => println!(
             "{}",

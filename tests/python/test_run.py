@@ -91,12 +91,15 @@ def test_output_limit_keeps_exactly_the_limit() -> None:
 
 
 def test_fork_bomb_gives_ple() -> None:
+    # bounded at 8 generations, so a failed sandbox cannot take the machine down
     bomb = (
         "import subprocess, sys, time\n"
-        "kids = [subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[1]]) for _ in range(2)]\n"
+        "g = int(sys.argv[2])\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[1], str(g + 1)])\n"
+        "        for _ in range(2 if g < 8 else 0)]\n"
         "time.sleep(60)\n"
     )
-    o = winsandbox.run([PY, "-c", bomb, bomb], limits=Limits(processes=4, wall_time=60))
+    o = winsandbox.run([PY, "-c", bomb, bomb, "0"], limits=Limits(processes=4, wall_time=60))
     assert (o.verdict, o.limit) == (Verdict.PLE, "processes"), o
     assert o.wall_time < 50
 
