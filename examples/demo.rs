@@ -66,20 +66,7 @@ fn main() {
 
 #[cfg(windows)]
 fn is_alive(pid: u32) -> bool {
-    use windows::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
-    use windows::Win32::System::Threading::{
-        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
-    };
-    // SAFETY: opening by id; closed below.
-    let Ok(h) = (unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }) else {
-        return false;
-    };
-    let mut code = 0u32;
-    // SAFETY: `h` is open; `code` writable.
-    let ok = unsafe { GetExitCodeProcess(h, &mut code) }.is_ok();
-    // SAFETY: closing the handle opened above.
-    let _ = unsafe { CloseHandle(h) };
-    ok && code == STILL_ACTIVE.0 as u32
+    winsandbox::win::process_alive(pid)
 }
 
 #[cfg(not(windows))]

@@ -271,7 +271,7 @@ impl Drop for Job {
 
 /// Whether a process with this id runs (a job's list can keep a dead one
 /// for a while under Wine).
-pub(crate) fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     use windows::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
     use windows::Win32::System::Threading::{
         GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,

@@ -7,7 +7,7 @@ mod pipe;
 mod run;
 mod spawn;
 
-pub use job::{supervisor_job, Accounting, Job, SupervisorJob, KILL_EXIT_CODE};
+pub use job::{process_alive, supervisor_job, Accounting, Job, SupervisorJob, KILL_EXIT_CODE};
 pub use run::{run, Child, Running, Sandbox};
 pub use spawn::Process;
 
