@@ -53,9 +53,9 @@ lint() {
     return $ok
 }
 
-rust_linux() { cargo test; }
+rust_linux() { cargo test --no-fail-fast; }
 
-rust_windows() { wincargo test --tests; }
+rust_windows() { wincargo test --tests --no-fail-fast; }
 
 wheels() {
     rm -rf target/wheels

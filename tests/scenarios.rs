@@ -115,7 +115,9 @@ fn wall_time_gives_wle_within_ten_percent() {
         (Verdict::Wle, Some("wall_time"), Some(Mechanism::Monitor))
     );
     assert!((1.0..1.1).contains(&o.wall_time), "wall {}", o.wall_time);
-    assert!(t.elapsed() < Duration::from_secs(5));
+    // Not waited out: the program sleeps 30 s (creation and teardown take
+    // seconds under Wine beside the 200-job test).
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
 
 #[test]
@@ -219,8 +221,8 @@ fn grandchild_is_killed_and_not_waited_for() {
     let o = winsandbox::run(&probe_cmd(&["grandchild", "60"])).unwrap();
     assert_eq!(o.verdict(), Verdict::Ok, "{o:?}");
     assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "waited for the grandchild"
+        t.elapsed() < Duration::from_secs(30),
+        "waited for the grandchild (it sleeps 60 s)"
     );
     let pids = pids_in(&o.stdout);
     assert_eq!(pids.len(), 1);

@@ -62,7 +62,7 @@ def test_timeout_is_wall_time() -> None:
     o = winsandbox.run(py("import time; time.sleep(60)"), timeout=1.0)
     assert (o.verdict, o.limit, o.mechanism) == (Verdict.WLE, "wall_time", "monitor")
     assert 1.0 <= o.wall_time < 1.1
-    assert time.monotonic() - t < 10
+    assert time.monotonic() - t < 30  # not waited out: the program sleeps 60 s
 
 
 def test_memory_limit_gives_mle() -> None:
@@ -113,7 +113,7 @@ def test_grandchild_is_killed_and_not_waited_for() -> None:
     t = time.monotonic()
     o = winsandbox.run(py(code), text=True)
     assert o.verdict is Verdict.OK
-    assert time.monotonic() - t < 20
+    assert time.monotonic() - t < 40  # not waited for: the grandchild sleeps 60 s
     pid = int(o.stdout.split()[0])
     deadline = time.monotonic() + 5
     while alive(pid) and time.monotonic() < deadline:
