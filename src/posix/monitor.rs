@@ -244,14 +244,6 @@ pub fn parse_stat(pid: i32, stat: &str) -> Option<ProcInfo> {
     let n = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
     let session = n(3)? as i32;
     let cpu = (n(11)? + n(12)? + n(13)? + n(14)?).max(0) as u64;
-    if f[0] == "Z" {
-        return Some(ProcInfo {
-            pid,
-            session,
-            cpu_ticks: cpu,
-            data_bytes: 0,
-        });
-    }
     Some(ProcInfo {
         pid,
         session,

@@ -139,9 +139,7 @@ fn build(
     let l = &cmd.limits;
     // The monitor is the memory limit; RLIMIT_DATA only guards the machine,
     // far enough above it that the monitor sees the limit crossed first.
-    let data = l
-        .memory
-        .map(|m| m.saturating_mul(2).saturating_add(1 << 30));
+    let data = l.memory.map(data_backstop);
     let cpu = l.cpu_time.map(|t| t.as_secs() + 1);
     let nice = l.priority.map(nice_of);
     // SAFETY: the closure runs between fork and exec and calls only
@@ -341,13 +339,7 @@ impl Running {
 
     /// The processes of the job alive now.
     pub fn process_ids(&self) -> Result<Vec<u32>> {
-        let sessions = self.job.lock().sessions.iter().copied().collect();
-        Ok(scan(&sessions)
-            .into_iter()
-            .filter(|p| p.data_bytes > 0 || p.pid != self.pid)
-            .map(|p| p.pid as u32)
-            .collect::<Vec<_>>())
-        .map(|v| v.into_iter().filter(|&p| crate_alive(p)).collect())
+        Ok(live_pids(&self.job))
     }
 
     pub fn kill(&mut self) {
@@ -610,6 +602,22 @@ impl Running {
     }
 }
 
+/// The processes of the job's sessions that are alive (not zombies).
+fn live_pids(job: &JobShared) -> Vec<u32> {
+    let sessions = job.lock().sessions.iter().copied().collect();
+    scan(&sessions)
+        .into_iter()
+        .map(|p| p.pid as u32)
+        .filter(|&p| crate_alive(p))
+        .collect()
+}
+
+/// `RLIMIT_DATA` for a memory limit `m`: the monitor is the limit; this only
+/// guards the machine, far enough above it that the monitor sees it crossed.
+pub(super) fn data_backstop(m: u64) -> u64 {
+    m.saturating_mul(2).saturating_add(1 << 30)
+}
+
 fn crate_alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat
@@ -746,12 +754,7 @@ impl Sandbox {
     }
 
     pub fn process_ids(&self) -> Vec<u32> {
-        let sessions = self.job.lock().sessions.iter().copied().collect();
-        scan(&sessions)
-            .into_iter()
-            .map(|p| p.pid as u32)
-            .filter(|&p| crate_alive(p))
-            .collect()
+        live_pids(&self.job)
     }
 
     pub fn terminate(&self) {

@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use super::run::{nice_of, resolve};
+use super::run::{data_backstop, nice_of, resolve};
 use crate::command::Command;
 use crate::error::{Error, Result};
 
@@ -90,7 +90,7 @@ fn prepare(cmd: &Command, fds: [&OwnedFd; 3]) -> Result<Prepared> {
     if let Some(m) = l.memory {
         // The monitor is the memory limit; RLIMIT_DATA only guards the machine,
         // far enough above it that the monitor sees the limit crossed first.
-        let d = m.saturating_mul(2).saturating_add(1 << 30);
+        let d = data_backstop(m);
         rlimits.push((libc::RLIMIT_DATA as libc::c_int, lim(d, d)));
     }
     if let Some(t) = l.cpu_time {
