@@ -50,14 +50,17 @@ impl JobShared {
     }
 
     /// SIGKILL to every process group of the job, and to every process of its
-    /// sessions that left the group (`setpgid`), when the monitor has seen
-    /// more processes than the groups' leaders (a `/proc` scan, so not for
-    /// the common single-process run). A process that left the session
-    /// (`setsid`) is not followed.
+    /// sessions that left the group (`setpgid`), found by a `/proc` scan: for
+    /// every sampled job (a backed-off job may not have seen the descendant
+    /// yet) and wherever the monitor saw more processes than the groups'
+    /// leaders. A process that left the session (`setsid`) is not followed.
     pub fn kill_all(&self) {
         let (sessions, more) = {
             let st = self.lock();
-            (st.sessions.clone(), st.seen.len() > st.sessions.len())
+            (
+                st.sessions.clone(),
+                self.sampled || st.seen.len() > st.sessions.len(),
+            )
         };
         for &s in &sessions {
             // SAFETY: kill(2) on a process group we created; no memory involved.
