@@ -1,7 +1,7 @@
 //! The monitor's decisions, kept pure so they are tested on every platform:
 //! which limit a sample crosses, and what a kernel job message means.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
 use crate::outcome::Verdict;
@@ -27,6 +27,23 @@ pub fn sample_interval(idle_samples: u32) -> Duration {
     }
     let doublings = (idle_samples - IDLE_SAMPLES + 1).min(8);
     (SAMPLE_INTERVAL * (1 << doublings)).min(IDLE_INTERVAL)
+}
+
+/// When a job sampled at `at` (time since the monitor's epoch) is next due,
+/// about `interval` later: at the point nearest `at + interval` on a grid a
+/// quarter of the interval wide, never finer than [`SAMPLE_INTERVAL`]. Jobs
+/// that fall due near one another are sampled on one wake-up: 1,000 idle jobs
+/// wake the monitor 4 times a second, not 1,000 times.
+pub fn next_due(at: Duration, interval: Duration) -> Duration {
+    let grid = (interval / 4).max(SAMPLE_INTERVAL).as_nanos();
+    let t = (at + interval).as_nanos();
+    let due = (t + grid / 2) / grid * grid;
+    Duration::from_nanos(u64::try_from(due).unwrap_or(u64::MAX))
+}
+
+/// [`next_due`] in instants, on the grid of a monitor started at `epoch`.
+pub fn next_due_at(epoch: Instant, now: Instant, interval: Duration) -> Instant {
+    epoch + next_due(now.saturating_duration_since(epoch), interval)
 }
 
 /// What the monitor read of a job at one instant.
@@ -117,6 +134,36 @@ pub fn dur_to_timeout_ms(d: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_due_batches_jobs_on_a_grid() {
+        let ms = Duration::from_millis;
+        // Fast sampling stays at its pace when the wake-up is a little late.
+        assert_eq!(
+            next_due(ms(1000) + Duration::from_micros(300), ms(25)),
+            ms(1025)
+        );
+        assert_eq!(next_due(ms(1010), ms(25)), ms(1025));
+        assert_eq!(next_due(ms(1013), ms(25)), ms(1050));
+        // Idle jobs sampled at scattered instants fall due together.
+        let idle = IDLE_INTERVAL;
+        let dues: std::collections::BTreeSet<Duration> = (0..1000u64)
+            .map(|i| next_due(ms(5000) + Duration::from_micros(i * 997), idle))
+            .collect();
+        assert_eq!(dues.len(), 5, "{dues:?}");
+        // Never sooner than half a grid step, never later than half a step past the interval.
+        for i in 0..2000u64 {
+            let at = Duration::from_micros(i * 1231);
+            for iv in [ms(25), ms(50), ms(200), idle] {
+                let d = next_due(at, iv);
+                let half = (iv / 4).max(SAMPLE_INTERVAL) / 2;
+                assert!(
+                    d > at && d + half >= at + iv && d <= at + iv + half,
+                    "{at:?} {iv:?} {d:?}"
+                );
+            }
+        }
+    }
 
     fn limits() -> Limits {
         Limits {

@@ -32,7 +32,8 @@ use windows::Win32::System::IO::{
 use super::handle::{own, raw, werr, OwnedHandle};
 use super::job::{process_ids, KILL_EXIT_CODE};
 use crate::decide::{
-    self, check_sample, kernel_message_hit, msg, sample_interval, Sample, SAMPLE_INTERVAL,
+    self, check_sample, kernel_message_hit, msg, next_due_at, sample_interval, Sample,
+    SAMPLE_INTERVAL,
 };
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -122,6 +123,8 @@ impl JobShared {
 
 struct Monitor {
     port: OwnedHandle,
+    /// Where the sampling grid (`decide::next_due`) starts.
+    epoch: Instant,
     jobs: Mutex<HashMap<usize, Arc<JobShared>>>,
     next_key: AtomicUsize,
 }
@@ -142,6 +145,7 @@ fn monitor() -> Result<&'static Monitor> {
                 .map_err(|e| format!("starting the monitor thread: {e}"))?;
             Ok(Monitor {
                 port,
+                epoch: Instant::now(),
                 jobs: Mutex::new(HashMap::new()),
                 next_key: AtomicUsize::new(1),
             })
@@ -488,13 +492,13 @@ fn sample(job: &JobShared, now: Instant) {
     // The pid-list backstop for lost NEW_PROCESS messages keeps its pace
     // in a job with a process limit.
     let counts_processes = job.limits.processes.is_some() || job.limits.total_processes.is_some();
-    st.next_sample = Some(
-        now + if counts_processes {
-            SAMPLE_INTERVAL
-        } else {
-            sample_interval(st.idle)
-        },
-    );
+    let interval = if counts_processes {
+        SAMPLE_INTERVAL
+    } else {
+        sample_interval(st.idle)
+    };
+    st.next_sample =
+        Some(monitor().map_or(now + interval, |m| next_due_at(m.epoch, now, interval)));
     drop(st);
     if let Some((verdict, limit)) = check_sample(&job.limits, elapsed, &s) {
         job.fire(Hit {
