@@ -7,7 +7,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::decide::{
-    check_sample, needs_sampling, sample_interval, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL,
+    check_sample, needs_sampling, next_due_at, sample_interval, Sample, IDLE_INTERVAL,
+    SAMPLE_INTERVAL,
 };
 use crate::limits::Limits;
 use crate::outcome::{Mechanism, Verdict};
@@ -107,6 +108,8 @@ impl JobShared {
 }
 
 struct Monitor {
+    /// Where the sampling grid (`decide::next_due`) starts.
+    epoch: Instant,
     jobs: Mutex<HashMap<usize, Arc<JobShared>>>,
     next_key: AtomicUsize,
     wake: Condvar,
@@ -120,6 +123,7 @@ fn monitor() -> &'static Monitor {
     let m = MONITOR.get_or_init(|| {
         fresh = true;
         Monitor {
+            epoch: Instant::now(),
             jobs: Mutex::new(HashMap::new()),
             next_key: AtomicUsize::new(1),
             wake: Condvar::new(),
@@ -275,10 +279,25 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
+/// A small `/proc` file, read in one `read` into `buf` (no size query, no
+/// allocation: the monitor reads thousands a second). Text after a command
+/// name that is not UTF-8 is still read; the name itself is skipped.
+fn read_small<'a>(path: &str, buf: &'a mut [u8; 2048]) -> Option<std::borrow::Cow<'a, str>> {
+    use std::io::Read;
+    let n = std::fs::File::open(path).ok()?.read(buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]))
+}
+
 fn read_proc(pid: i32, page: u64) -> Option<ProcInfo> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut info = parse_stat(pid, &stat)?;
-    if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
+    let mut buf = [0u8; 2048];
+    let info = parse_stat(pid, &read_small(&format!("/proc/{pid}/stat"), &mut buf)?)?;
+    Some(with_memory(info, page))
+}
+
+/// `info` with its private writable memory (statm's "data") filled in.
+fn with_memory(mut info: ProcInfo, page: u64) -> ProcInfo {
+    let mut buf = [0u8; 2048];
+    if let Some(statm) = read_small(&format!("/proc/{}/statm", info.pid), &mut buf) {
         // size resident shared text lib data dt
         if let Some(d) = statm
             .split_whitespace()
@@ -288,7 +307,7 @@ fn read_proc(pid: i32, page: u64) -> Option<ProcInfo> {
             info.data_bytes = d * page;
         }
     }
-    Some(info)
+    info
 }
 
 /// Every process whose session is in `sessions` (a scan of all of `/proc`).
@@ -298,17 +317,18 @@ pub fn scan(sessions: &std::collections::HashSet<i32>) -> Vec<ProcInfo> {
         return out;
     };
     let page = page_size();
+    let mut buf = [0u8; 2048];
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(stat) = read_small(&format!("/proc/{pid}/stat"), &mut buf) else {
             continue;
         };
-        if !parse_stat(pid, &stat).is_some_and(|i| sessions.contains(&i.session)) {
-            continue; // another session: statm not read
+        match parse_stat(pid, &stat) {
+            Some(info) if sessions.contains(&info.session) => out.push(with_memory(info, page)),
+            _ => {} // another session: statm not read
         }
-        out.extend(read_proc(pid, page));
     }
     out
 }
@@ -337,12 +357,19 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
             .collect()
     };
     let ticks = clock_ticks();
+    let mut by_session: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
+    for p in &procs {
+        by_session.entry(p.session).or_default().push(p);
+    }
     let mut any_active = false;
     for j in due {
         let mut st = j.lock();
-        let mine: Vec<&ProcInfo> = procs
+        let mine: Vec<&ProcInfo> = st
+            .sessions
             .iter()
-            .filter(|p| st.sessions.contains(&p.session))
+            .filter_map(|s| by_session.get(s))
+            .flatten()
+            .copied()
             .collect();
         let cpu: u64 = mine.iter().map(|p| p.cpu_ticks).sum();
         st.cpu_ticks = st.cpu_ticks.max(cpu);
@@ -373,7 +400,7 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
         } else {
             sample_interval(st.idle)
         };
-        st.next_sample = Some(now + interval);
+        st.next_sample = Some(next_due_at(monitor().epoch, now, interval));
         let s = Sample {
             cpu_time: Duration::from_secs_f64(st.cpu_ticks as f64 / ticks as f64),
             process_memory: st.peak_process_memory,
