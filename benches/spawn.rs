@@ -209,7 +209,9 @@ fn scale(probe: &str, n: usize, limits: &Limits, label: &str) {
             .limits(limits.clone());
         live.push(Running::start(&c).unwrap());
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Measured once the monitor's idle back-off has settled (it reaches
+    // decide::IDLE_INTERVAL after about 1.7 s of sleep).
+    std::thread::sleep(Duration::from_secs(3));
     let (t1, m1) = threads_and_memory();
     let c0 = process_cpu();
     let w = Instant::now();
