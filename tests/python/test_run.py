@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import os
 import sys
 import threading
@@ -24,6 +25,22 @@ def test_ok_and_exit_codes() -> None:
     r = winsandbox.run(py("import sys; sys.exit(7)"))
     assert (r.verdict, r.exit_code) == (Verdict.RE, 7)
     assert r.wall_time > 0 and r.pid > 0 and r.processes >= 1
+
+
+def test_outcome_is_a_whole_dataclass() -> None:
+    """`_outcome` fills the frozen dataclass in place: every field set, no
+    other attribute, and it behaves as one built by its constructor."""
+    o = winsandbox.run(py("import sys; sys.stdout.write('x'); sys.exit(3)"), text=True)
+    names = {f.name for f in dataclasses.fields(o)}
+    assert set(vars(o)) == names
+    assert o.args == tuple(py("import sys; sys.stdout.write('x'); sys.exit(3)"))
+    assert (o.verdict, o.exit_code, o.stdout) == (Verdict.RE, 3, "x")
+    assert o.cpu_time == o.user_time + o.kernel_time
+    assert isinstance(o.not_applied, tuple) and all(isinstance(n, tuple) for n in o.not_applied)
+    twin = winsandbox.Outcome(**{n: getattr(o, n) for n in names})
+    assert twin == o and hash(twin) == hash(o) and repr(twin) == repr(o)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.verdict = Verdict.OK  # type: ignore[misc]
 
 
 def test_bytes_by_default_text_on_request() -> None:
