@@ -2,7 +2,8 @@
 # Runs every benchmark and prints tables of ratios against baselines measured
 # in the same run, interleaved (benches/spawn.rs, benches/test_api_bench.py):
 #   native on Linux (POSIX backend), native for Windows under Wine,
-#   the Python API on Linux. Builds and installs what it needs.
+#   the Python API on Linux and on a Windows CPython under Wine. Builds and
+#   installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/winenv.sh
@@ -27,3 +28,19 @@ $VENV/bin/pip install -q maturin pytest pytest-timeout pytest-benchmark
 $VENV/bin/maturin build -q --release --out target/wheels/bench >/dev/null
 $VENV/bin/pip install -q --force-reinstall target/wheels/bench/*.whl
 (cd benches && ../$VENV/bin/python -m pytest -p no:cacheprovider -q -c ../pyproject.toml --rootdir . --benchmark-disable-gc . 2>/dev/null | grep -E '^\|')
+echo
+echo "## Python API, Windows CPython 3.11 under Wine (../shared/wincpython)"
+if [ -f "$WSB_WINCPY_TOOL/build.sh" ]; then
+    rm -rf target/wheels/bench-win
+    winenv_wheel "$VENV/bin/maturin" target/wheels/bench-win >/dev/null 2>&1
+    wincpy_setup pytest pytest-benchmark target/wheels/bench-win/*.whl >/dev/null
+    # The no-op program is the release probe: a Python start-up under Wine
+    # would drown the layer being measured. Throughput is left to the native
+    # bench above: through Wine's one server, thousands of runs take minutes.
+    probe="Z:$(pwd)/target/win/$WSB_TARGET/release/wsb-probe.exe"
+    (cd benches && WINSANDBOX_NOOP="${probe//\//\\} exit 0" wincpy -m pytest -p no:cacheprovider -q \
+        -c ../pyproject.toml --rootdir . --benchmark-disable-gc -k "python_layer or overhead" . 2>/dev/null |
+        tr -d '\r' | grep -E '^\|')
+else
+    echo "skipped: $WSB_WINCPY_TOOL is absent"
+fi

@@ -15,8 +15,6 @@ cd "$(dirname "$0")/.."
 source scripts/winenv.sh
 ROOT=$WSB_ROOT
 VENV=$ROOT/target/venv
-WINCPY_TOOL=$(cd "$ROOT/.." && pwd)/shared/wincpython
-WINCPY=${WINCPYTHON_PREFIX:-/opt/wincpython}
 RESULTS=()
 FAILED=0
 
@@ -60,11 +58,7 @@ rust_windows() { wincargo test --tests --no-fail-fast; }
 wheels() {
     rm -rf target/wheels
     "$VENV/bin/maturin" build --release --out target/wheels/linux || return 1
-    PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO=/usr/bin/cargo \
-        CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-        CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
-        "$VENV/bin/maturin" build --release --target x86_64-pc-windows-gnu --target-dir target/win \
-        --out target/wheels/win
+    winenv_wheel "$VENV/bin/maturin" target/wheels/win
 }
 
 python_linux() {
@@ -84,18 +78,13 @@ python_linux() {
 }
 
 python_windows() {
-    if [ ! -f "$WINCPY_TOOL/build.sh" ]; then
-        echo "SKIPPED: $WINCPY_TOOL is absent, so no Windows Python to run pytest on;"
+    if [ ! -f "$WSB_WINCPY_TOOL/build.sh" ]; then
+        echo "SKIPPED: $WSB_WINCPY_TOOL is absent, so no Windows Python to run pytest on;"
         echo "the windows-latest job of .github/workflows/ci.yml runs this suite natively."
         return 0
     fi
-    bash "$WINCPY_TOOL/build.sh" "$WINCPY" || return 1
-    bash "$WINCPY_TOOL/pip-install.sh" "$WINCPY" pytest pytest-timeout target/wheels/win/*.whl >/dev/null || return 1
-    # as in winenv_no_debugger: crashes end with their own code, not winedbg's
-    bash "$WINCPY_TOOL/run.sh" "$WINCPY" -c "import winreg
-k = winreg.CreateKey(winreg.HKEY_LOCAL_MACHINE, r'Software\Microsoft\Windows NT\CurrentVersion\AeDebug')
-winreg.SetValueEx(k, 'Debugger', 0, winreg.REG_SZ, 'winsandbox-no-debugger.exe')" || return 1
-    (cd tests/python && PYTHONUTF8=1 bash "$WINCPY_TOOL/run.sh" "$WINCPY" -m pytest -p no:cacheprovider -q -rs)
+    wincpy_setup pytest pytest-timeout target/wheels/win/*.whl || return 1
+    (cd tests/python && PYTHONUTF8=1 wincpy -m pytest -p no:cacheprovider -q -rs)
 }
 
 benches() {

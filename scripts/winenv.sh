@@ -80,3 +80,28 @@ wincargo() {
 }
 
 winenv_stop() { "$WSB_WINESERVER" -k >/dev/null 2>&1 || true; }
+
+# The abi3 win_amd64 wheel, cross-built by maturin ($1) into the folder $2.
+winenv_wheel() {
+    PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO=/usr/bin/cargo \
+        CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+        CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
+        "$1" build --release --target "$WSB_TARGET" --target-dir "$WSB_WINTARGET_DIR" --out "$2"
+}
+
+# The Windows CPython of ../shared/wincpython, built once into WSB_WINCPY.
+WSB_WINCPY_TOOL=$(cd "$WSB_ROOT/.." && pwd)/shared/wincpython
+WSB_WINCPY=${WINCPYTHON_PREFIX:-/opt/wincpython}
+
+# Builds it (instant once built) and installs the given packages and wheels;
+# as in winenv_no_debugger, a crash ends with its own code, not winedbg's.
+wincpy_setup() {
+    bash "$WSB_WINCPY_TOOL/build.sh" "$WSB_WINCPY" || return 1
+    bash "$WSB_WINCPY_TOOL/pip-install.sh" "$WSB_WINCPY" "$@" >/dev/null || return 1
+    wincpy -c "import winreg
+k = winreg.CreateKey(winreg.HKEY_LOCAL_MACHINE, r'Software\Microsoft\Windows NT\CurrentVersion\AeDebug')
+winreg.SetValueEx(k, 'Debugger', 0, winreg.REG_SZ, 'winsandbox-no-debugger.exe')"
+}
+
+# Runs the Windows python.exe with these arguments.
+wincpy() { bash "$WSB_WINCPY_TOOL/run.sh" "$WSB_WINCPY" "$@"; }
