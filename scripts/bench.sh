@@ -27,7 +27,7 @@ VENV=target/venv
 $VENV/bin/pip install -q maturin pytest pytest-timeout pytest-benchmark
 $VENV/bin/maturin build -q --release --out target/wheels/bench >/dev/null
 $VENV/bin/pip install -q --force-reinstall target/wheels/bench/*.whl
-(cd benches && ../$VENV/bin/python -m pytest -p no:cacheprovider -q -c ../pyproject.toml --rootdir . --benchmark-disable-gc . 2>/dev/null | grep -E '^\|')
+(cd benches && ../$VENV/bin/python -m pytest -p no:cacheprovider -q -c ../pyproject.toml --rootdir . --benchmark-disable-gc . 2>/dev/null | grep -E '^(\||FAILED|ERROR|E  )')
 echo
 echo "## Python API, Windows CPython 3.11 under Wine (../shared/wincpython)"
 if [ -f "$WSB_WINCPY_TOOL/build.sh" ]; then
@@ -40,7 +40,7 @@ if [ -f "$WSB_WINCPY_TOOL/build.sh" ]; then
     probe="Z:$(pwd)/target/win/$WSB_TARGET/release/wsb-probe.exe"
     (cd benches && WINSANDBOX_NOOP="${probe//\//\\} exit 0" wincpy -m pytest -p no:cacheprovider -q \
         -c ../pyproject.toml --rootdir . --benchmark-disable-gc -k "python_layer or overhead" . 2>/dev/null |
-        tr -d '\r' | grep -E '^\|')
+        tr -d '\r' | grep -E '^(\||FAILED|ERROR|E  )')
 else
     echo "skipped: $WSB_WINCPY_TOOL is absent"
 fi
