@@ -32,7 +32,7 @@ mod python;
 pub use command::{Command, Output, SpawnPath, Stdin};
 pub use error::{Error, Result};
 pub use limits::{Limits, Priority};
-pub use outcome::{Mechanism, NotApplied, Outcome, Verdict};
+pub use outcome::{Mechanism, NotApplied, Outcome, ProcessInfo, Verdict};
 
 /// Runs `cmd` in a fresh sandbox to the end, on this system's backend.
 pub fn run(cmd: &Command) -> Result<Outcome> {

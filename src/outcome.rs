@@ -82,6 +82,26 @@ pub struct NotApplied {
     pub reason: String,
 }
 
+/// One live process of a job as the system reports it now
+/// (`Sandbox::processes`): the debugging view of a long-lived job.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// The image's file name ("prog.exe"; on Linux the command name).
+    pub name: String,
+    /// Bytes of physical memory in use now.
+    pub working_set: u64,
+    /// The most `working_set` has been.
+    pub peak_working_set: u64,
+    /// Committed private memory (Windows: pagefile usage; Linux: VmData).
+    pub private_memory: u64,
+    /// Open handles (Linux: open file descriptors).
+    pub handles: u32,
+    /// CPU seconds so far.
+    pub user_time: f64,
+    pub kernel_time: f64,
+}
+
 /// The full account of one run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {

@@ -494,6 +494,27 @@ impl NativeSandbox {
         })
     }
 
+    /// What each live process of the job uses now: a dict per process with
+    /// pid, name, working_set, peak_working_set, private_memory, handles,
+    /// user_time, kernel_time.
+    fn processes<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let ps = self.with(|sb| py.detach(|| sb.processes()).map_err(to_py))?;
+        ps.into_iter()
+            .map(|p| {
+                let d = PyDict::new(py);
+                d.set_item("pid", p.pid)?;
+                d.set_item("name", p.name)?;
+                d.set_item("working_set", p.working_set)?;
+                d.set_item("peak_working_set", p.peak_working_set)?;
+                d.set_item("private_memory", p.private_memory)?;
+                d.set_item("handles", p.handles)?;
+                d.set_item("user_time", p.user_time)?;
+                d.set_item("kernel_time", p.kernel_time)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
     /// The ids of the processes in the job now.
     fn process_ids(&self) -> PyResult<Vec<u32>> {
         #[cfg(windows)]

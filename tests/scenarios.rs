@@ -303,3 +303,42 @@ fn cpu_time_gives_tle() {
     );
     assert!(o.cpu_time() >= 0.5 && o.wall_time < 10.0, "{o:?}");
 }
+
+#[test]
+fn a_sandbox_lists_what_each_process_uses() {
+    let sb = winsandbox::backend::Sandbox::new(&Limits::default()).unwrap();
+    let hog = sb.spawn(&probe_cmd(&["alloc", "64", "60"])).unwrap();
+    let idle = sb.spawn(&probe_cmd(&["sleep", "60"])).unwrap();
+    let mine = |ps: &[winsandbox::ProcessInfo], pid: u32| ps.iter().find(|p| p.pid == pid).cloned();
+    // Poll until the hog holds its 64 MiB (process start-up is slow under Wine).
+    let until = Instant::now() + Duration::from_secs(30);
+    let (h, i) = loop {
+        let ps = sb.processes().unwrap();
+        if let (Some(h), Some(i)) = (mine(&ps, hog.pid()), mine(&ps, idle.pid())) {
+            if h.private_memory >= 64 << 20 && h.working_set >= 64 << 20 {
+                break (h, i);
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "the hog never showed 64 MiB: {ps:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for p in [&h, &i] {
+        assert!(p.name.starts_with("wsb-probe"), "{p:?}");
+        assert!(p.peak_working_set >= p.working_set, "{p:?}");
+        assert!(p.user_time >= 0.0 && p.kernel_time >= 0.0, "{p:?}");
+    }
+    // The hog's 64 MiB (checked above) are its own, not the sleeper's.
+    assert!(h.private_memory > i.private_memory, "{h:?} vs {i:?}");
+    // Wine answers GetProcessHandleCount for another process with 0.
+    if wine().is_none() {
+        assert!(
+            h.handles >= 3 && i.handles >= 3,
+            "stdio at least: {h:?} {i:?}"
+        );
+    }
+    drop(sb); // the job and every process in it end here
+    assert!(all_gone(&[hog.pid(), idle.pid()]));
+}

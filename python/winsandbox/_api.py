@@ -453,6 +453,24 @@ class Accounting:
     write_bytes: int
 
 
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One live process of a `Sandbox`, as the system reports it now."""
+
+    pid: int
+    name: str
+    """The image's file name ("prog.exe"; on Linux the command name)."""
+    working_set: int
+    """Bytes of physical memory in use now."""
+    peak_working_set: int
+    private_memory: int
+    """Committed private bytes (Windows: pagefile usage; Linux: VmData)."""
+    handles: int
+    """Open handles (Linux: open file descriptors; Wine reports 0)."""
+    user_time: float
+    kernel_time: float
+
+
 class SandboxProcess:
     """A process started in a `Sandbox`."""
 
@@ -516,6 +534,10 @@ class Sandbox:
 
     def process_ids(self) -> list[int]:
         return self._native.process_ids()
+
+    def processes(self) -> list[ProcessInfo]:
+        """What each live process of the job uses now: memory, handles, CPU."""
+        return [ProcessInfo(**p) for p in self._native.processes()]
 
     def accounting(self) -> Accounting:
         return Accounting(**self._native.accounting())

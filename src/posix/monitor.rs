@@ -11,7 +11,7 @@ use crate::decide::{
     SAMPLE_INTERVAL,
 };
 use crate::limits::Limits;
-use crate::outcome::{Mechanism, Verdict};
+use crate::outcome::{Mechanism, ProcessInfo, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hit {
@@ -308,6 +308,37 @@ fn with_memory(mut info: ProcInfo, page: u64) -> ProcInfo {
         }
     }
     info
+}
+
+/// What process `pid` uses now, from `/proc` (`Sandbox::processes`); None
+/// once it is gone.
+pub fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let mut buf = [0u8; 2048];
+    let stat = read_small(&format!("/proc/{pid}/stat"), &mut buf)?;
+    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_string();
+    let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = clock_ticks() as f64;
+    let secs = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / ticks;
+    let (user_time, kernel_time) = (secs(11), secs(12));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |k| k * 1024)
+    };
+    let handles = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u32);
+    Some(ProcessInfo {
+        pid,
+        name,
+        working_set: kib("VmRSS:"),
+        peak_working_set: kib("VmHWM:"),
+        private_memory: kib("VmData:"),
+        handles,
+        user_time,
+        kernel_time,
+    })
 }
 
 /// Every process whose session is in `sessions` (a scan of all of `/proc`).

@@ -13,7 +13,7 @@ use super::monitor::{self, clock_ticks, scan, Hit, JobShared};
 use crate::command::{Command, Output, Stdin};
 use crate::error::{Error, Result};
 use crate::limits::{Limits, Priority};
-use crate::outcome::{signal_name, Mechanism, NotApplied, Outcome, Verdict};
+use crate::outcome::{signal_name, Mechanism, NotApplied, Outcome, ProcessInfo, Verdict};
 
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -759,6 +759,15 @@ impl Sandbox {
 
     pub fn terminate(&self) {
         self.job.kill_all();
+    }
+
+    /// What each live process of the job uses now.
+    pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        Ok(self
+            .process_ids()
+            .into_iter()
+            .filter_map(monitor::process_info)
+            .collect())
     }
 
     pub fn hit(&self) -> Option<(Verdict, &'static str, Mechanism)> {

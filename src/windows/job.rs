@@ -15,7 +15,7 @@ use super::monitor::{self, JobShared};
 use crate::error::{Error, Result};
 use crate::jobplan::JobPlan;
 use crate::limits::Limits;
-use crate::outcome::NotApplied;
+use crate::outcome::{NotApplied, ProcessInfo};
 
 /// Exit code given to every process the sandbox terminates (limit crossed,
 /// run ended, job closed): "WSBK". The verdict never rests on it.
@@ -258,6 +258,87 @@ impl Job {
             .map_err(|e| werr("IsProcessInJob", e))?;
         Ok(r.as_bool())
     }
+}
+
+impl Job {
+    /// What each live process of the job uses now. A process that ends while
+    /// it is read, or whose id was reused since the list was read, is left out.
+    pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        use windows::Win32::System::Threading::{
+            OpenProcess, PROCESS_QUERY_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION,
+        };
+        let mut out = Vec::new();
+        for pid in self.process_ids()? {
+            // Full query rights first: Wine's IsProcessInJob wants them (Windows
+            // takes the limited right, the fallback).
+            // SAFETY: opening a process by id; the handle returned is ours.
+            let opened = unsafe { OpenProcess(PROCESS_QUERY_INFORMATION, false, pid) }
+                // SAFETY: as above.
+                .or_else(|_| unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) });
+            let Ok(h) = opened else {
+                continue; // gone already
+            };
+            // SAFETY: OpenProcess returned a new handle.
+            let h = unsafe { own(h) };
+            if self.contains(&h).unwrap_or(false) {
+                out.extend(process_info(pid, &h));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The figures of one open process; None once it has exited.
+fn process_info(pid: u32, h: &OwnedHandle) -> Option<ProcessInfo> {
+    use windows::core::PWSTR;
+    use windows::Win32::Foundation::{FILETIME, STILL_ACTIVE};
+    use windows::Win32::System::Threading::{
+        GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, QueryFullProcessImageNameW,
+        PROCESS_NAME_WIN32,
+    };
+    let mut code = 0u32;
+    // SAFETY: `h` is open; `code` is writable.
+    unsafe { GetExitCodeProcess(raw(h), &mut code) }.ok()?;
+    if code != STILL_ACTIVE.0 as u32 {
+        return None; // a dead id a job's list still holds (Wine)
+    }
+    let mut info = ProcessInfo {
+        pid,
+        ..Default::default()
+    };
+    if let Some(m) = monitor::memory_of(h) {
+        info.working_set = m.WorkingSetSize as u64;
+        info.peak_working_set = m.PeakWorkingSetSize as u64;
+        info.private_memory = m.PagefileUsage as u64;
+    }
+    // SAFETY: `h` is open; the count is writable.
+    let _ = unsafe { GetProcessHandleCount(raw(h), &mut info.handles) };
+    let (mut created, mut exited, mut kernel, mut user) = Default::default();
+    // SAFETY: `h` is open; the four FILETIMEs are writable.
+    if unsafe { GetProcessTimes(raw(h), &mut created, &mut exited, &mut kernel, &mut user) }.is_ok()
+    {
+        let secs = |t: FILETIME| {
+            ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
+        };
+        info.user_time = secs(user);
+        info.kernel_time = secs(kernel);
+    }
+    let mut buf = [0u16; 1024];
+    let mut len = buf.len() as u32;
+    // SAFETY: `buf` is writable for `len` characters.
+    let named = unsafe {
+        QueryFullProcessImageNameW(
+            raw(h),
+            PROCESS_NAME_WIN32,
+            PWSTR(buf.as_mut_ptr()),
+            &mut len,
+        )
+    };
+    if named.is_ok() {
+        let path = String::from_utf16_lossy(&buf[..len as usize]);
+        info.name = path.rsplit(['\\', '/']).next().unwrap_or("").to_string();
+    }
+    Some(info)
 }
 
 impl Drop for Job {

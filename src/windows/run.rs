@@ -19,7 +19,7 @@ use crate::decide::dur_to_timeout_ms;
 use crate::error::{Error, Result};
 use crate::jobplan;
 use crate::limits::Limits;
-use crate::outcome::{ntstatus_name, Mechanism, NotApplied, Outcome, Verdict};
+use crate::outcome::{ntstatus_name, Mechanism, NotApplied, Outcome, ProcessInfo, Verdict};
 
 /// How long output is still read after the main process exited and the rest
 /// of the job was killed (a handle duplicated out of the job could hold a pipe).
@@ -429,6 +429,11 @@ impl Sandbox {
 
     pub fn job(&self) -> &Job {
         &self.job
+    }
+
+    /// What each live process of the job uses now.
+    pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        self.job.processes()
     }
 
     /// The verdict-worthy event the monitor saw, if any: (verdict, limit, mechanism).

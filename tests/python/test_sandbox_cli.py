@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import winsandbox
-from conftest import PY, alive, py
+from conftest import PY, WINE, alive, py
 from winsandbox import Limits, Sandbox
 
 
@@ -47,6 +47,28 @@ def test_sandbox_sees_its_processes_and_terminates_them(tmp_path: Path) -> None:
     assert sb.closed
     with pytest.raises(RuntimeError, match="closed"):
         sb.process_ids()
+
+
+def test_sandbox_reports_each_process(tmp_path: Path) -> None:
+    hog = "import os, time; b = bytearray(64 << 20); print(os.getpid(), flush=True); time.sleep(60)"
+    idle = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+    with Sandbox() as sb:
+        outs = [tmp_path / "hog.txt", tmp_path / "idle.txt"]
+        for code, out in zip([hog, idle], outs):
+            sb.spawn(py(code), stdout=out)
+        hog_pid, idle_pid = (int(_wait_for(o, 1)[0]) for o in outs)
+        by_pid = {p.pid: p for p in sb.processes()}
+        h, i = by_pid[hog_pid], by_pid[idle_pid]
+        assert isinstance(h, winsandbox.ProcessInfo)
+        assert h.private_memory >= 64 << 20 and h.working_set >= 64 << 20, h
+        assert h.private_memory > i.private_memory, (h, i)
+        for p in (h, i):
+            assert "python" in p.name.lower(), p
+            assert p.peak_working_set >= p.working_set and p.user_time >= 0 and p.kernel_time >= 0, p
+            if not WINE:  # Wine answers GetProcessHandleCount for another process with 0
+                assert p.handles >= 3, p
+    with pytest.raises(RuntimeError, match="closed"):
+        sb.processes()
 
 
 def test_closing_the_sandbox_kills_everything(tmp_path: Path) -> None:
