@@ -204,7 +204,9 @@ def _start(
 _VERDICTS = {v.value: v for v in Verdict}
 
 
-def _outcome(argv: list[str], d: dict[str, Any], text: bool, encoding: Optional[str], errors: Optional[str]) -> Any:
+def _outcome(
+    argv: list[str], d: dict[str, Any], text: bool, encoding: Optional[str], errors: Optional[str]
+) -> Outcome[Any]:
     """The `Outcome` of the native result `d`, whose keys are Outcome's field
     names but for ``args`` and ``cpu_time`` (tests/python/test_run.py checks
     it). Filled in place: a frozen dataclass's ``__init__`` for 21 fields is a
@@ -320,7 +322,7 @@ def run(
         capture_output=capture_output, encoding=encoding, errors=errors, cwd=cwd, env=env,
         extra_env=extra_env, timeout=timeout,
     )  # fmt: skip
-    return _outcome(argv, _wait(r), text or encoding is not None, encoding, errors)  # type: ignore[no-any-return]
+    return _outcome(argv, _wait(r), text or encoding is not None, encoding, errors)
 
 
 async def run_async(
@@ -380,7 +382,7 @@ async def run_async(
         r.close()
         raise
     r.close()
-    return _outcome(argv, d, text or encoding is not None, encoding, errors)  # type: ignore[no-any-return]
+    return _outcome(argv, d, text or encoding is not None, encoding, errors)
 
 
 def _run_job(job: Union[Job, Sequence[str]], limits: Optional[Limits], text: bool) -> Outcome[Any]:
