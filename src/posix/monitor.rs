@@ -243,10 +243,17 @@ pub struct ProcInfo {
     pub data_bytes: u64,
 }
 
+/// `/proc/PID/stat` as the command name and the fields after it (field 3,
+/// the state, first): the name may hold spaces and parentheses.
+fn split_stat(stat: &str) -> Option<(&str, Vec<&str>)> {
+    let close = stat.rfind(')')?;
+    let name = stat.get(stat.find('(')? + 1..close)?;
+    Some((name, stat[close + 1..].split_whitespace().collect()))
+}
+
 /// Parses `/proc/PID/stat` (the command name may hold spaces and parentheses).
 pub fn parse_stat(pid: i32, stat: &str) -> Option<ProcInfo> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (_, f) = split_stat(stat)?;
     // f[0] = state (field 3); session = field 6; utime..cstime = fields 14..17
     let n = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
     let session = n(3)? as i32;
@@ -315,8 +322,7 @@ fn with_memory(mut info: ProcInfo, page: u64) -> ProcInfo {
 pub fn process_info(pid: u32) -> Option<ProcessInfo> {
     let mut buf = [0u8; 2048];
     let stat = read_small(&format!("/proc/{pid}/stat"), &mut buf)?;
-    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_string();
-    let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let (name, f) = split_stat(&stat)?;
     let ticks = clock_ticks() as f64;
     let secs = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / ticks;
     let (user_time, kernel_time) = (secs(11), secs(12));
@@ -331,7 +337,7 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
     let handles = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u32);
     Some(ProcessInfo {
         pid,
-        name,
+        name: name.to_string(),
         working_set: kib("VmRSS:"),
         peak_working_set: kib("VmHWM:"),
         private_memory: kib("VmData:"),
