@@ -194,17 +194,15 @@ impl Job {
             .map_err(|e| werr("TerminateJobObject", e))
     }
 
-    /// Ends every process in the job and makes sure none is left: a process
-    /// being created while the job was terminated can join it just after
-    /// (seen under Wine), so this terminates again until the list is empty
-    /// (at most about a second).
+    /// Ends every process in the job and makes sure none is left running: a
+    /// process being created while the job was terminated can join it just
+    /// after (seen under Wine), so this terminates again until none of the
+    /// listed processes runs (at most about a second).
     pub fn kill_all(&self, exit_code: u32) -> Result<()> {
         for _ in 0..100 {
             self.terminate(exit_code)?;
             if basic_and_io(self.handle()).map_or(true, |b| b.BasicInfo.ActiveProcesses == 0)
-                || self
-                    .process_ids()
-                    .map_or(true, |p| p.iter().all(|&pid| !process_alive(pid)))
+                || self.process_ids().map_or(true, |p| !any_alive(&p))
             {
                 return Ok(());
             }
@@ -267,8 +265,13 @@ impl Job {
         use windows::Win32::System::Threading::{
             OpenProcess, PROCESS_QUERY_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION,
         };
+        let pids = self.process_ids()?;
+        let running = running_pids();
         let mut out = Vec::new();
-        for pid in self.process_ids()? {
+        for pid in pids {
+            if running.as_ref().is_some_and(|r| !r.contains(&pid)) {
+                continue; // no thread: ended, or never ran (Wine)
+            }
             // Full query rights first: Wine's IsProcessInJob wants them (Windows
             // takes the limited right, the fallback).
             // SAFETY: opening a process by id; the handle returned is ours.
@@ -350,9 +353,31 @@ impl Drop for Job {
     }
 }
 
-/// Whether a process with this id runs (a job's list can keep a dead one
-/// for a while under Wine).
+/// Whether a process with this id runs: it has not exited and has at least
+/// one thread. The thread test matters under Wine, where a job terminated
+/// while one of its processes was inside `CreateProcess` can keep the new
+/// process object for good: listed in the job, never exited, never given a
+/// thread, so it never runs an instruction and cannot be terminated. (A job's
+/// list can also keep a dead id for a while under Wine.)
 pub fn process_alive(pid: u32) -> bool {
+    any_alive(&[pid])
+}
+
+/// Whether any of these processes runs (see [`process_alive`]). The system
+/// snapshot is taken only when one of them has not exited.
+fn any_alive(pids: &[u32]) -> bool {
+    let active: Vec<u32> = pids.iter().copied().filter(|&p| still_active(p)).collect();
+    if active.is_empty() {
+        return false;
+    }
+    match running_pids() {
+        Some(running) => active.iter().any(|p| running.contains(p)),
+        None => true, // no snapshot: count them as running
+    }
+}
+
+/// Whether the process has not exited (its exit code reads STILL_ACTIVE).
+fn still_active(pid: u32) -> bool {
     use windows::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
     use windows::Win32::System::Threading::{
         GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -367,6 +392,32 @@ pub fn process_alive(pid: u32) -> bool {
     // SAFETY: closing the handle opened above.
     let _ = unsafe { CloseHandle(h) };
     ok && code == STILL_ACTIVE.0 as u32
+}
+
+/// The ids of the processes of the system that have at least one thread, from
+/// a Toolhelp snapshot; None when no snapshot can be taken.
+fn running_pids() -> Option<std::collections::HashSet<u32>> {
+    use windows::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W,
+        TH32CS_SNAPPROCESS,
+    };
+    // SAFETY: a snapshot of the processes; the handle is owned at once.
+    let snap = unsafe { own(CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0).ok()?) };
+    let mut entry = PROCESSENTRY32W {
+        dwSize: size_of::<PROCESSENTRY32W>() as u32,
+        ..Default::default()
+    };
+    let mut out = std::collections::HashSet::new();
+    // SAFETY: `snap` is an open snapshot; `entry` is writable, its size set.
+    let mut more = unsafe { Process32FirstW(raw(&snap), &mut entry) }.is_ok();
+    while more {
+        if entry.cntThreads > 0 {
+            out.insert(entry.th32ProcessID);
+        }
+        // SAFETY: as above.
+        more = unsafe { Process32NextW(raw(&snap), &mut entry) }.is_ok();
+    }
+    Some(out)
 }
 
 /// Basic + I/O accounting, or basic accounting alone (I/O zero) where the
