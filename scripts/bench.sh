@@ -18,7 +18,7 @@ winenv_prefix
 wincargo build -q --release --bins --benches 2>/dev/null
 bench_exe=$(ls -t target/win/x86_64-pc-windows-gnu/release/deps/spawn-*.exe | head -1)
 cp target/win/x86_64-pc-windows-gnu/release/wsb-probe.exe "$(dirname "$bench_exe")/../" 2>/dev/null || true
-"$WSB_WINE" "$bench_exe" 2>/dev/null | tr -d '\r' | grep -E '^(\||winsandbox)'
+wsbwine "$bench_exe" 2>/dev/null | tr -d '\r' | grep -E '^(\||winsandbox)'
 winenv_stop
 echo
 echo "## Python API, Linux"

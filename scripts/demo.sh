@@ -19,7 +19,7 @@ else
     echo "building for x86_64-pc-windows-gnu (the first time builds std too: a few minutes)..." >&2
     wincargo build -q --bins --examples
     BIN=target/win/x86_64-pc-windows-gnu/debug
-    run() { "$WSB_WINE" "$@"; }
+    run() { wsbwine "$@"; }
     EXE=.exe
 fi
 CLI=$BIN/winsandbox$EXE

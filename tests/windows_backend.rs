@@ -106,6 +106,8 @@ fn terminate_ends_the_tree_with_the_given_code_and_pid_list_matches() {
     assert_eq!(got, want);
     let acc = sb.job().accounting().unwrap();
     assert!(acc.active_processes >= 4, "{acc:?}");
+    // alive: not exited and running a thread (all_gone below rests on it)
+    assert!(want.iter().all(|&p| alive(p)), "{want:?}");
     sb.job().terminate(42).unwrap();
     assert_eq!(child.wait(Some(Duration::from_secs(10))).unwrap(), Some(42));
     assert!(all_gone(&kids));
@@ -122,6 +124,7 @@ fn closing_the_job_kills_the_whole_tree() {
         let child = sb.spawn(&c).unwrap();
         let mut p = pids_in(read_when(&f, 3).as_bytes());
         p.push(child.pid());
+        assert!(p.iter().all(|&p| alive(p)), "{p:?}");
         p
     }; // Sandbox dropped here
     assert_eq!(pids.len(), 4);
