@@ -117,6 +117,8 @@ pub struct Outcome {
     pub pid: u32,
     pub user_time: f64,
     pub kernel_time: f64,
+    /// Seconds from the moment the process exists to its exit (Windows: the
+    /// kernel's exit time; POSIX: when `wait` reaps it).
     pub wall_time: f64,
     /// Highest committed memory of any one process, bytes.
     pub peak_memory: u64,

@@ -132,6 +132,17 @@ fn closing_the_job_kills_the_whole_tree() {
 }
 
 #[test]
+fn wall_time_ends_at_the_exit_not_at_a_late_wait() {
+    let mut r = winsandbox::backend::Running::start(&probe_cmd(&["sleep", "0.3"])).unwrap();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(3)); // the program ended long before
+    let o = r.wait(None).unwrap().unwrap();
+    assert_eq!(o.verdict(), Verdict::Ok, "{o:?}");
+    assert!(t.elapsed() >= Duration::from_secs(3));
+    assert!((0.3..2.0).contains(&o.wall_time), "wall {}", o.wall_time);
+}
+
+#[test]
 fn killed_run_says_so() {
     let mut r = winsandbox::backend::Running::start(&probe_cmd(&["sleep", "30"])).unwrap();
     assert_eq!(r.wait(Some(Duration::from_millis(300))).unwrap(), None);

@@ -91,12 +91,16 @@ pub struct Running {
     job: Job,
     process: Process,
     started: Instant,
+    /// `started` on the system clock (FILETIME units), to read the kernel's
+    /// exit time of the process against.
+    started_at: u64,
     stdin: Option<Writer>,
     readers: [Reader; 2],
     sinks: [Sink; 2],
     remaining: Option<u64>,
     truncated: bool,
-    exit: Option<(u32, Instant)>,
+    /// Exit code and wall time, once the exit is seen.
+    exit: Option<(u32, f64)>,
     drain_until: Option<Instant>,
     killed: bool,
     outcome: Option<Outcome>,
@@ -147,11 +151,13 @@ impl Running {
         // CreateProcessW on a loaded machine is not the program's time.
         job.shared.start_clock();
         let started = Instant::now();
+        let started_at = system_time_now();
         drop(stdio); // only the child holds its ends now: end of file follows its exit
         Ok(Running {
             job,
             process,
             started,
+            started_at,
             stdin: writer,
             readers: [Reader::new(out.ours)?, Reader::new(err.ours)?],
             sinks,
@@ -213,7 +219,15 @@ impl Running {
         unsafe { GetExitCodeProcess(raw(&self.process.handle), &mut code) }
             .map_err(|e| werr("GetExitCodeProcess", e))?;
         let now = Instant::now();
-        self.exit = Some((code, now));
+        // Wall time ends when the process ended (the kernel's exit time), not
+        // when this wait saw it: a wait called late does not lengthen it.
+        let seen = now.saturating_duration_since(self.started).as_secs_f64();
+        let wall = exit_time(&self.process.handle)
+            .and_then(|t| t.checked_sub(self.started_at))
+            .map(|d| d as f64 / 1e7)
+            .filter(|&w| w <= seen) // the system clock was not set back meanwhile
+            .unwrap_or(seen);
+        self.exit = Some((code, wall));
         // The main process's own peak, also where the job reports none (Wine).
         self.job.shared.note_memory(&self.process.handle);
         // Every kernel message queued before now is handled before the verdict.
@@ -276,7 +290,10 @@ impl Running {
     }
 
     fn finish(&mut self) -> Outcome {
-        let (code, exited) = self.exit.unwrap_or((KILL_EXIT_CODE, Instant::now()));
+        let (code, wall_time) = self.exit.unwrap_or_else(|| {
+            let seen = self.started.elapsed().as_secs_f64();
+            (KILL_EXIT_CODE, seen)
+        });
         let acc = self.job.accounting().ok().unwrap_or_default();
         let st = self.job.shared.lock();
         let hit = st.hit;
@@ -286,7 +303,7 @@ impl Running {
             pid: self.process.pid,
             user_time: acc.user_time().as_secs_f64(),
             kernel_time: acc.kernel_time().as_secs_f64(),
-            wall_time: exited.saturating_duration_since(self.started).as_secs_f64(),
+            wall_time,
             peak_memory: acc.peak_process_memory.max(st.peak_process_memory),
             peak_job_memory: acc.peak_job_memory.max(st.peak_job_memory),
             processes: acc.total_processes.max(st.new_processes).max(1),
@@ -345,6 +362,34 @@ pub struct Sandbox {
     job: Job,
     breakaway: bool,
     no_crash_dialogs: bool,
+}
+
+/// The system time now, in FILETIME units (100 ns since 1601).
+fn system_time_now() -> u64 {
+    use windows::Win32::System::SystemInformation::GetSystemTimePreciseAsFileTime;
+    // SAFETY: no arguments; returns the time by value.
+    let t = unsafe { GetSystemTimePreciseAsFileTime() };
+    (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)
+}
+
+/// When an ended process exited, from the kernel, in FILETIME units; None when
+/// not known.
+fn exit_time(process: &OwnedHandle) -> Option<u64> {
+    use windows::Win32::System::Threading::GetProcessTimes;
+    let (mut created, mut exited, mut kernel, mut user) = Default::default();
+    // SAFETY: the handle is open; the four FILETIMEs are writable.
+    unsafe {
+        GetProcessTimes(
+            raw(process),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    }
+    .ok()?;
+    let t = (u64::from(exited.dwHighDateTime) << 32) | u64::from(exited.dwLowDateTime);
+    (t != 0).then_some(t)
 }
 
 /// A process started in a [`Sandbox`].
