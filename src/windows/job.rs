@@ -294,10 +294,9 @@ impl Job {
 /// The figures of one open process; None once it has exited.
 fn process_info(pid: u32, h: &OwnedHandle) -> Option<ProcessInfo> {
     use windows::core::PWSTR;
-    use windows::Win32::Foundation::{FILETIME, STILL_ACTIVE};
+    use windows::Win32::Foundation::STILL_ACTIVE;
     use windows::Win32::System::Threading::{
-        GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, QueryFullProcessImageNameW,
-        PROCESS_NAME_WIN32,
+        GetExitCodeProcess, GetProcessHandleCount, QueryFullProcessImageNameW, PROCESS_NAME_WIN32,
     };
     let mut code = 0u32;
     // SAFETY: `h` is open; `code` is writable.
@@ -316,15 +315,9 @@ fn process_info(pid: u32, h: &OwnedHandle) -> Option<ProcessInfo> {
     }
     // SAFETY: `h` is open; the count is writable.
     let _ = unsafe { GetProcessHandleCount(raw(h), &mut info.handles) };
-    let (mut created, mut exited, mut kernel, mut user) = Default::default();
-    // SAFETY: `h` is open; the four FILETIMEs are writable.
-    if unsafe { GetProcessTimes(raw(h), &mut created, &mut exited, &mut kernel, &mut user) }.is_ok()
-    {
-        let secs = |t: FILETIME| {
-            ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
-        };
-        info.user_time = secs(user);
-        info.kernel_time = secs(kernel);
+    if let Some(t) = process_times(h) {
+        info.user_time = t.user as f64 / 1e7;
+        info.kernel_time = t.kernel as f64 / 1e7;
     }
     let mut buf = [0u16; 1024];
     let mut len = buf.len() as u32;
@@ -342,6 +335,32 @@ fn process_info(pid: u32, h: &OwnedHandle) -> Option<ProcessInfo> {
         info.name = path.rsplit(['\\', '/']).next().unwrap_or("").to_string();
     }
     Some(info)
+}
+
+/// A FILETIME as one number: 100 ns units (since 1601 for a point in time).
+pub(crate) fn filetime(t: windows::Win32::Foundation::FILETIME) -> u64 {
+    (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)
+}
+
+/// What `GetProcessTimes` tells of a process, in FILETIME units.
+pub(crate) struct ProcessTimes {
+    /// When it exited; 0 while it runs.
+    pub exited: u64,
+    pub kernel: u64,
+    pub user: u64,
+}
+
+/// The times of an open process; None when they cannot be read.
+pub(crate) fn process_times(h: &OwnedHandle) -> Option<ProcessTimes> {
+    use windows::Win32::System::Threading::GetProcessTimes;
+    let (mut created, mut exited, mut kernel, mut user) = Default::default();
+    // SAFETY: `h` is open; the four FILETIMEs are writable.
+    unsafe { GetProcessTimes(raw(h), &mut created, &mut exited, &mut kernel, &mut user) }.ok()?;
+    Some(ProcessTimes {
+        exited: filetime(exited),
+        kernel: filetime(kernel),
+        user: filetime(user),
+    })
 }
 
 impl Drop for Job {

@@ -10,7 +10,7 @@ use windows::Win32::System::Threading::{
 };
 
 use super::handle::*;
-use super::job::{supervisor_job, Job, KILL_EXIT_CODE};
+use super::job::{filetime, process_times, supervisor_job, Job, KILL_EXIT_CODE};
 use super::monitor::{self, Hit};
 use super::pipe::{open_inheritable, pipe, Reader, Writer};
 use super::spawn::{spawn, Process, SpawnRequest, Stdio};
@@ -222,8 +222,9 @@ impl Running {
         // Wall time ends when the process ended (the kernel's exit time), not
         // when this wait saw it: a wait called late does not lengthen it.
         let seen = now.saturating_duration_since(self.started).as_secs_f64();
-        let wall = exit_time(&self.process.handle)
-            .and_then(|t| t.checked_sub(self.started_at))
+        let wall = process_times(&self.process.handle)
+            .filter(|t| t.exited != 0)
+            .and_then(|t| t.exited.checked_sub(self.started_at))
             .map(|d| d as f64 / 1e7)
             .filter(|&w| w <= seen) // the system clock was not set back meanwhile
             .unwrap_or(seen);
@@ -368,28 +369,7 @@ pub struct Sandbox {
 fn system_time_now() -> u64 {
     use windows::Win32::System::SystemInformation::GetSystemTimePreciseAsFileTime;
     // SAFETY: no arguments; returns the time by value.
-    let t = unsafe { GetSystemTimePreciseAsFileTime() };
-    (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)
-}
-
-/// When an ended process exited, from the kernel, in FILETIME units; None when
-/// not known.
-fn exit_time(process: &OwnedHandle) -> Option<u64> {
-    use windows::Win32::System::Threading::GetProcessTimes;
-    let (mut created, mut exited, mut kernel, mut user) = Default::default();
-    // SAFETY: the handle is open; the four FILETIMEs are writable.
-    unsafe {
-        GetProcessTimes(
-            raw(process),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        )
-    }
-    .ok()?;
-    let t = (u64::from(exited.dwHighDateTime) << 32) | u64::from(exited.dwLowDateTime);
-    (t != 0).then_some(t)
+    filetime(unsafe { GetSystemTimePreciseAsFileTime() })
 }
 
 /// A process started in a [`Sandbox`].
