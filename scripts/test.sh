@@ -30,14 +30,31 @@ run_stage() { # name command...
     if "$@"; then record "$name" ok; else record "$name" "FAILED"; fi
 }
 
+# The Python tools, each with the minimum (and, where a major version changes
+# behaviour, the maximum) the suites were verified with: stated once, used by
+# every install below. pip upgrades one that an earlier run left too old.
+PY_BUILD=('maturin>=1.9,<2' 'ruff>=0.6')
+PY_TEST=('pytest>=8' 'pytest-timeout>=2.3' 'pytest-benchmark>=4' 'mypy>=1.10')
+PY_MIN=3.9
+
+# A Python 3 of at least PY_MIN with venv and pip (Debian's, installed if missing).
+host_python() {
+    if ! python3 -c "import sys, venv, ensurepip; sys.exit(sys.version_info < tuple(map(int, '$PY_MIN'.split('.'))))" 2>/dev/null; then
+        winenv_log "python3 >= $PY_MIN with venv is missing: installing Debian's"
+        apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends python3 python3-venv python3-pip >/dev/null || return 1
+        python3 -c "import sys; sys.exit(sys.version_info < tuple(map(int, '$PY_MIN'.split('.'))))" ||
+            { winenv_log "python3 $(python3 -V 2>&1) found, $PY_MIN or newer is needed"; return 1; }
+    fi
+}
+
 setup() {
     winenv_install || return 1
-    command -v python3 >/dev/null || return 1
+    host_python || return 1
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV" || return 1
     fi
-    "$VENV/bin/pip" install -q --disable-pip-version-check \
-        'maturin>=1.9,<2' 'pytest>=8' pytest-timeout pytest-benchmark 'mypy>=1.10' 'ruff>=0.6' || return 1
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_BUILD[@]}" "${PY_TEST[@]}" || return 1
     winenv_prefix
 }
 
@@ -65,7 +82,7 @@ python_linux() {
     local tv=$ROOT/target/venv-test ok=0
     rm -rf "$tv"
     python3 -m venv "$tv" && "$tv/bin/pip" install -q --disable-pip-version-check \
-        pytest pytest-timeout pytest-benchmark 'mypy>=1.10' target/wheels/linux/*.whl || return 1
+        "${PY_TEST[@]}" target/wheels/linux/*.whl || return 1
     (cd tests/python && WINSANDBOX_WHEEL_DIR=$ROOT/target/wheels WINSANDBOX_FROM_WHEEL=1 \
         "$tv/bin/python" -m pytest -p no:cacheprovider -q) || ok=1
     echo "--- mypy --strict (package, tests, benches)"
@@ -83,7 +100,7 @@ python_windows() {
         echo "the windows-latest job of .github/workflows/ci.yml runs this suite natively."
         return 0
     fi
-    wincpy_setup pytest pytest-timeout target/wheels/win/*.whl || return 1
+    wincpy_setup "${PY_TEST[0]}" "${PY_TEST[1]}" target/wheels/win/*.whl || return 1
     (cd tests/python && PYTHONUTF8=1 wincpy -m pytest -p no:cacheprovider -q -rs)
 }
 

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Sourced by the other scripts: the Windows cross-build and its Wine runner.
 #
-#   winenv_install   apt-get installs what is missing (Debian's rustc-web,
-#                    cargo-web, rust-web-src, mingw-w64, wine64)
+#   winenv_install   apt-get installs or upgrades what is missing or older
+#                    than its minimum (WSB_APT_MIN: Debian's rustc-web,
+#                    cargo-web, rust-web-src, mingw-w64, wine64), then checks it
 #   winenv_prefix    creates the Wine prefix target/wine (Windows 10) and puts
 #                    the ProcessPrng shim DLL (shims/bcryptprimitives.c) in it
 #   wincargo ARGS    Debian's cargo for x86_64-pc-windows-gnu with -Zbuild-std;
@@ -32,18 +33,70 @@ wsbwine() { setarch -R "$WSB_WINE" "$@"; }
 
 winenv_log() { printf '[winenv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-winenv_install() {
-    local pkgs=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine64)
-    local missing=()
-    local p
-    for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+# Debian packages the builds need, each with the minimum version whose
+# behaviour was verified (stated here once). The Windows cross-build needs a
+# cargo that takes CARGO_UNSTABLE_BUILD_STD=std,panic_abort,test: 1.85 rejects
+# it ("invalid character `,` in package name"); 1.96 is the one verified.
+WSB_APT_MIN=(
+    rustc-web:1.96 cargo-web:1.96 rust-web-src:1.96 rust-web-clippy:1.96
+    gcc-mingw-w64-x86-64:12.2.0-14 binutils-mingw-w64-x86-64:2.40 wine64:8.0~
+)
+
+# The installed version of package $1, or nothing.
+wsb_dpkg_version() {
+    dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null |
+        awk '$1 == "install" && $3 == "installed" { print $4 }'
+}
+
+# Each "package:minimum" of $@ that is missing or older than its minimum.
+wsb_apt_short() {
+    local spec v
+    for spec in "$@"; do
+        v=$(wsb_dpkg_version "${spec%%:*}")
+        if [ -z "$v" ] || ! dpkg --compare-versions "$v" ge "${spec#*:}"; then echo "$spec"; fi
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    winenv_log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
-        { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
+# Installs or upgrades every package of WSB_APT_MIN that is missing or too old.
+# The package lists are refreshed first (an image's lists can be old enough to
+# offer only a version below the minimum), once; afterwards what was installed
+# is checked, package by package and through the tools themselves, and a
+# minimum that still cannot be had stops the run with one line naming it.
+winenv_install() {
+    local short spec v
+    mapfile -t short < <(wsb_apt_short "${WSB_APT_MIN[@]}")
+    if [ ${#short[@]} -gt 0 ]; then
+        winenv_log "installing or upgrading: ${short[*]} (package:minimum)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null ||
+            { winenv_log "apt-get update failed"; return 1; }
+        apt-get install -y -q --no-install-recommends "${short[@]%%:*}" >/dev/null ||
+            { winenv_log "apt-get install ${short[*]%%:*} failed"; return 1; }
+        mapfile -t short < <(wsb_apt_short "${WSB_APT_MIN[@]}")
+        for spec in "${short[@]}"; do
+            v=$(wsb_dpkg_version "${spec%%:*}")
+            winenv_log "${spec%%:*} ${v:-(not installed)} is installed, ${spec#*:} or newer is needed, and apt offers no newer one"
+        done
+        [ ${#short[@]} -eq 0 ] || return 1
+    fi
+    wsb_tool_min "/usr/bin/cargo --version" "$(wsb_min cargo-web)" || return 1
+    wsb_tool_min "/usr/bin/rustc --version" "$(wsb_min rustc-web)" || return 1
+    wsb_tool_min "x86_64-w64-mingw32-gcc -dumpversion" 12 || return 1
+    wsb_tool_min "$WSB_WINE --version" 8.0 || return 1
+}
+
+wsb_min() { local spec; for spec in "${WSB_APT_MIN[@]}"; do [ "${spec%%:*}" = "$1" ] && echo "${spec#*:}"; done; }
+
+# Runs the command $1 and checks the first version number it prints ("cargo
+# 1.96.0 (...)", "wine-8.0 (...)", "12-win32") is at least $2.
+wsb_tool_min() {
+    local out v
+    out=$($1 2>&1 | head -1) || true
+    v=$(grep -oE '(^|[ -])[0-9]+(\.[0-9]+)*' <<<"$out" | head -1 | tr -d ' -')
+    if [ -z "$v" ] || ! dpkg --compare-versions "$v" ge "$2"; then
+        winenv_log "\`$1\` printed \"$out\": version ${v:-unknown} found, $2 or newer is needed"
+        return 1
+    fi
 }
 
 # Wine ignores SEM_NOGPFAULTERRORBOX and JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION
