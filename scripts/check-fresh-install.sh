@@ -20,7 +20,7 @@ apt-get install -y -q --allow-downgrades --no-install-recommends \
 say "now: $(/usr/bin/cargo --version)"
 
 WORK=$(mktemp -d /tmp/wsb-fresh.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+trap 'chmod -R u+w "$WORK"; rm -rf "$WORK"' EXIT
 git clone -q "$REPO" "$WORK/main"
 git -C "$WORK/main" checkout -q "$REV"
 cp -r "$REPO/../shared" "$WORK/shared"
@@ -37,6 +37,5 @@ say ".ci/run exited $rc after ${secs}s (log: target/fresh-install-ci.log)"
 got=$(/usr/bin/cargo --version)
 say "toolchain after the run: $got"
 case $got in cargo\ 1.85.*) say "FAILED: the run did not upgrade the toolchain"; exit 1 ;; esac
-chmod -R u+w "$WORK/shared"
 [ "$rc" = 0 ] || { say "FAILED: .ci/run exited $rc"; exit 1; }
 say "passed"
