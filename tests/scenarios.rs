@@ -174,6 +174,61 @@ fn fork_bomb_gives_ple_and_nothing_survives() {
     assert!(all_gone(&pids), "survivors among {named:?}");
 }
 
+/// What a judge sets: one process. The program itself runs and is counted
+/// once (under Wine, Wine's console host of it counts toward nothing); a
+/// crash under the limit is RE at once.
+#[test]
+fn one_process_allowed_runs_a_real_program() {
+    let one = Limits {
+        processes: Some(1),
+        total_processes: Some(1),
+        wall_time: secs(20.0),
+        ..Default::default()
+    };
+    for (args, verdict) in [
+        (&["hello"][..], Verdict::Ok),
+        (&["sleep", "0.3"][..], Verdict::Ok),
+        (&["exit", "3"][..], Verdict::Re),
+        (&["crash"][..], Verdict::Re),
+    ] {
+        let o = winsandbox::run(&with_limits(args, one.clone())).unwrap();
+        assert_eq!(
+            (o.verdict(), o.limit, o.processes),
+            (verdict, None, 1),
+            "{args:?}: {o:?}"
+        );
+        assert!(o.wall_time < 10.0, "{args:?}: {o:?}");
+    }
+}
+
+#[test]
+fn one_process_allowed_and_one_child_started_gives_ple() {
+    for (limits, name) in [
+        (
+            Limits {
+                processes: Some(1),
+                ..Default::default()
+            },
+            "processes",
+        ),
+        (
+            Limits {
+                total_processes: Some(1),
+                ..Default::default()
+            },
+            "total_processes",
+        ),
+    ] {
+        let l = Limits {
+            wall_time: secs(20.0),
+            ..limits
+        };
+        let o = winsandbox::run(&with_limits(&["tree", "1", "5"], l)).unwrap();
+        assert_eq!((o.verdict(), o.limit), (Verdict::Ple, Some(name)), "{o:?}");
+        assert!(o.wall_time < 4.0, "{o:?}");
+    }
+}
+
 #[test]
 fn total_processes_limit() {
     let l = Limits {

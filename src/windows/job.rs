@@ -293,11 +293,8 @@ impl Job {
 
 /// The figures of one open process; None once it has exited.
 fn process_info(pid: u32, h: &OwnedHandle) -> Option<ProcessInfo> {
-    use windows::core::PWSTR;
     use windows::Win32::Foundation::STILL_ACTIVE;
-    use windows::Win32::System::Threading::{
-        GetExitCodeProcess, GetProcessHandleCount, QueryFullProcessImageNameW, PROCESS_NAME_WIN32,
-    };
+    use windows::Win32::System::Threading::{GetExitCodeProcess, GetProcessHandleCount};
     let mut code = 0u32;
     // SAFETY: `h` is open; `code` is writable.
     unsafe { GetExitCodeProcess(raw(h), &mut code) }.ok()?;
@@ -319,19 +316,7 @@ fn process_info(pid: u32, h: &OwnedHandle) -> Option<ProcessInfo> {
         info.user_time = t.user as f64 / 1e7;
         info.kernel_time = t.kernel as f64 / 1e7;
     }
-    let mut buf = [0u16; 1024];
-    let mut len = buf.len() as u32;
-    // SAFETY: `buf` is writable for `len` characters.
-    let named = unsafe {
-        QueryFullProcessImageNameW(
-            raw(h),
-            PROCESS_NAME_WIN32,
-            PWSTR(buf.as_mut_ptr()),
-            &mut len,
-        )
-    };
-    if named.is_ok() {
-        let path = String::from_utf16_lossy(&buf[..len as usize]);
+    if let Some(path) = image_path(h) {
         info.name = path.rsplit(['\\', '/']).next().unwrap_or("").to_string();
     }
     Some(info)
@@ -416,6 +401,25 @@ fn still_active(pid: u32) -> bool {
 /// The ids of the processes of the system that have at least one thread, from
 /// a Toolhelp snapshot; None when no snapshot can be taken.
 fn running_pids() -> Option<std::collections::HashSet<u32>> {
+    Some(
+        snapshot()?
+            .into_iter()
+            .filter(|e| e.threads > 0)
+            .map(|e| e.pid)
+            .collect(),
+    )
+}
+
+/// One process of a Toolhelp snapshot.
+struct SnapEntry {
+    pid: u32,
+    parent: u32,
+    threads: u32,
+}
+
+/// Every process of the system, from a Toolhelp snapshot; None when no
+/// snapshot can be taken.
+fn snapshot() -> Option<Vec<SnapEntry>> {
     use windows::Win32::System::Diagnostics::ToolHelp::{
         CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W,
         TH32CS_SNAPPROCESS,
@@ -426,17 +430,68 @@ fn running_pids() -> Option<std::collections::HashSet<u32>> {
         dwSize: size_of::<PROCESSENTRY32W>() as u32,
         ..Default::default()
     };
-    let mut out = std::collections::HashSet::new();
+    let mut out = Vec::new();
     // SAFETY: `snap` is an open snapshot; `entry` is writable, its size set.
     let mut more = unsafe { Process32FirstW(raw(&snap), &mut entry) }.is_ok();
     while more {
-        if entry.cntThreads > 0 {
-            out.insert(entry.th32ProcessID);
-        }
+        out.push(SnapEntry {
+            pid: entry.th32ProcessID,
+            parent: entry.th32ParentProcessID,
+            threads: entry.cntThreads,
+        });
         // SAFETY: as above.
         more = unsafe { Process32NextW(raw(&snap), &mut entry) }.is_ok();
     }
     Some(out)
+}
+
+/// Under Wine, whether the new job process `pid` (open as `h`) is the console
+/// host Wine starts for a console program that has none: Wine's own
+/// `conhost.exe` (the image in the system folder) whose parent the supervisor
+/// started itself. Returns that parent's id. Real Windows starts no such host
+/// for a `DETACHED_PROCESS` child, so there this is always None.
+pub(crate) fn wine_console_host(pid: u32, h: &OwnedHandle) -> Option<u32> {
+    static CONHOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let conhost = CONHOST.get_or_init(|| {
+        super::wine_version()?;
+        let mut buf = [0u16; 512];
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe {
+            windows::Win32::System::SystemInformation::GetSystemDirectoryW(Some(&mut buf))
+        };
+        let dir = String::from_utf16_lossy(buf.get(..n as usize)?);
+        (n > 0).then(|| format!("{dir}\\conhost.exe").to_lowercase())
+    });
+    let conhost = conhost.as_ref()?;
+    if image_path(h)?.to_lowercase() != *conhost {
+        return None;
+    }
+    let snap = snapshot()?;
+    let parent = snap.iter().find(|e| e.pid == pid)?.parent;
+    // SAFETY: no arguments; reads this process's id.
+    let me = unsafe { windows::Win32::System::Threading::GetCurrentProcessId() };
+    snap.iter()
+        .any(|e| e.pid == parent && e.parent == me)
+        .then_some(parent)
+}
+
+/// The Win32 path of an open process's image.
+fn image_path(h: &OwnedHandle) -> Option<String> {
+    use windows::core::PWSTR;
+    use windows::Win32::System::Threading::{QueryFullProcessImageNameW, PROCESS_NAME_WIN32};
+    let mut buf = [0u16; 1024];
+    let mut len = buf.len() as u32;
+    // SAFETY: `buf` is writable for `len` characters.
+    unsafe {
+        QueryFullProcessImageNameW(
+            raw(h),
+            PROCESS_NAME_WIN32,
+            PWSTR(buf.as_mut_ptr()),
+            &mut len,
+        )
+    }
+    .ok()?;
+    Some(String::from_utf16_lossy(&buf[..len as usize]))
 }
 
 /// Basic + I/O accounting, or basic accounting alone (I/O zero) where the

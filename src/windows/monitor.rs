@@ -30,7 +30,7 @@ use windows::Win32::System::IO::{
 };
 
 use super::handle::{own, raw, werr, OwnedHandle};
-use super::job::{process_ids, KILL_EXIT_CODE};
+use super::job::{process_ids, wine_console_host, KILL_EXIT_CODE};
 use crate::decide::{
     self, check_sample, kernel_message_hit, msg, next_due_at, sample_interval, Sample,
     SAMPLE_INTERVAL,
@@ -60,6 +60,11 @@ pub(crate) struct JobState {
     pub exited_processes: u32,
     /// Processes of the job the monitor opened, for memory sampling.
     tracked: HashMap<u32, OwnedHandle>,
+    /// Wine's console hosts of the processes the supervisor started (one per
+    /// such process, `job::wine_console_host`): Wine's, not the program's, so
+    /// they count toward no limit and no figure. How many are alive.
+    console_hosts: HashMap<u32, u32>,
+    console_hosts_alive: u32,
     pub peak_process_memory: u64,
     pub peak_job_memory: u64,
     flush_requested: u64,
@@ -78,6 +83,29 @@ pub(crate) struct JobShared {
     sampled: bool,
     state: Mutex<JobState>,
     cond: Condvar,
+}
+
+impl JobState {
+    /// How many console hosts of Wine's the job has had (see `console_hosts`).
+    pub fn console_hosts(&self) -> u32 {
+        self.console_hosts.len() as u32
+    }
+
+    /// Sets `pid` aside when it is Wine's console host of a process the
+    /// supervisor started (the first for that process); true if it was.
+    fn set_aside(&mut self, pid: u32, h: &OwnedHandle) -> bool {
+        if self.console_hosts.contains_key(&pid) {
+            return true;
+        }
+        match wine_console_host(pid, h) {
+            Some(parent) if !self.console_hosts.values().any(|&p| p == parent) => {
+                self.console_hosts.insert(pid, parent);
+                self.console_hosts_alive += 1;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl JobShared {
@@ -314,10 +342,13 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
                     unsafe { own(h) }
                 });
             let mut st = job.lock();
-            st.new_processes += 1;
             if let Some(h) = h {
+                if st.set_aside(pid, &h) {
+                    return;
+                }
                 st.tracked.insert(pid, h);
             }
+            st.new_processes += 1;
             let over = job
                 .limits
                 .total_processes
@@ -346,6 +377,10 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
         }
         msg::EXIT_PROCESS | msg::ABNORMAL_EXIT_PROCESS => {
             let mut st = job.lock();
+            if st.console_hosts.contains_key(&pid) {
+                st.console_hosts_alive = st.console_hosts_alive.saturating_sub(1);
+                return;
+            }
             st.exited_processes += 1;
             if let Some(h) = st.tracked.remove(&pid) {
                 if let Some(c) = memory_of(&h) {
@@ -423,18 +458,22 @@ fn sample(job: &JobShared, now: Instant) {
     };
     // Processes the kernel counts that no NEW_PROCESS message told us of.
     if let Some(b) = &basic {
-        if b.BasicInfo.ActiveProcesses as usize > st.tracked.len() {
+        if b.BasicInfo.ActiveProcesses > st.tracked.len() as u32 + st.console_hosts_alive {
             drop(st);
             let pids = process_ids(h).unwrap_or_default();
             st = job.lock();
             for pid in pids {
-                if let std::collections::hash_map::Entry::Vacant(e) = st.tracked.entry(pid) {
-                    // SAFETY: opening a process by id; the handle returned is ours.
-                    let opened =
-                        unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) };
-                    if let Ok(p) = opened {
-                        // SAFETY: OpenProcess returned a new handle.
-                        e.insert(unsafe { own(p) });
+                if st.tracked.contains_key(&pid) || st.console_hosts.contains_key(&pid) {
+                    continue;
+                }
+                // SAFETY: opening a process by id; the handle returned is ours.
+                let opened = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) };
+                if let Ok(p) = opened {
+                    // SAFETY: OpenProcess returned a new handle.
+                    let p = unsafe { own(p) };
+                    // A host whose NEW_PROCESS is still queued is set aside now.
+                    if !st.set_aside(pid, &p) {
+                        st.tracked.insert(pid, p);
                     }
                 }
             }
@@ -465,14 +504,19 @@ fn sample(job: &JobShared, now: Instant) {
         }),
         process_memory: process_peak,
         job_memory: st.peak_job_memory,
-        active_processes: basic
-            .as_ref()
-            .map_or(st.new_processes.saturating_sub(st.exited_processes), |b| {
-                b.BasicInfo.ActiveProcesses
-            }),
-        total_processes: st
-            .new_processes
-            .max(basic.as_ref().map_or(0, |b| b.BasicInfo.TotalProcesses)),
+        active_processes: basic.as_ref().map_or(
+            st.new_processes.saturating_sub(st.exited_processes),
+            |b| {
+                b.BasicInfo
+                    .ActiveProcesses
+                    .saturating_sub(st.console_hosts_alive)
+            },
+        ),
+        total_processes: st.new_processes.max(basic.as_ref().map_or(0, |b| {
+            b.BasicInfo
+                .TotalProcesses
+                .saturating_sub(st.console_hosts())
+        })),
     };
     let elapsed = now.saturating_duration_since(started);
     // A job that shows no activity (CPU, page faults, process starts, commit)

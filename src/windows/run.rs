@@ -307,7 +307,11 @@ impl Running {
             wall_time,
             peak_memory: acc.peak_process_memory.max(st.peak_process_memory),
             peak_job_memory: acc.peak_job_memory.max(st.peak_job_memory),
-            processes: acc.total_processes.max(st.new_processes).max(1),
+            processes: acc
+                .total_processes
+                .saturating_sub(st.console_hosts())
+                .max(st.new_processes)
+                .max(1),
             read_bytes: acc.read_bytes,
             write_bytes: acc.write_bytes,
             truncated: self.truncated,

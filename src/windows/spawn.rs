@@ -264,7 +264,7 @@ pub(crate) fn spawn(job: &Job, req: &SpawnRequest<'_>, stdio: &Stdio) -> Result<
         si.StartupInfo.hStdError = raw(&stdio.stderr);
         si.lpAttributeList = attrs.ptr();
         let mut flags =
-            EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT | CREATE_NO_WINDOW;
+            EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT | DETACHED_PROCESS;
         if !use_job_list {
             flags |= CREATE_SUSPENDED;
         }

@@ -121,6 +121,27 @@ def test_fork_bomb_gives_ple() -> None:
     assert o.wall_time < 50
 
 
+ONE_PROCESS = Limits(processes=1, total_processes=1, wall_time=30)
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict"),
+    [("print('hello')", Verdict.OK), ("import sys; sys.exit(3)", Verdict.RE), ("import os; os.abort()", Verdict.RE)],
+)
+def test_one_process_allowed_runs_a_real_program(code: str, verdict: Verdict) -> None:
+    # what every judge sets; under Wine, Wine's console host of the program counts toward nothing
+    o = winsandbox.run(py(code), limits=ONE_PROCESS)
+    assert (o.verdict, o.limit, o.processes) == (verdict, None, 1), o
+
+
+@pytest.mark.parametrize("limit", ["processes", "total_processes"])
+def test_one_process_allowed_and_one_child_started_gives_ple(limit: str) -> None:
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(5)']); time.sleep(5)"
+    o = winsandbox.run(py(code), limits=Limits(wall_time=30, **{limit: 1}))
+    assert (o.verdict, o.limit) == (Verdict.PLE, limit), o
+    assert o.wall_time < 4, o
+
+
 def test_grandchild_is_killed_and_not_waited_for() -> None:
     code = (
         "import subprocess, sys\n"
