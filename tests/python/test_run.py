@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import dataclasses
 import os
+import signal
 import sys
 import threading
 import time
@@ -218,9 +219,16 @@ def test_ctrl_c_raises_and_leaves_nothing_running(tmp_path: Path) -> None:
             time.sleep(0.05)
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        winsandbox.run(py(code))
+    # A shell that starts the suite in the background sets SIGINT to SIG_IGN,
+    # and Python then installs no handler: Ctrl-C (and interrupt_main) would
+    # do nothing. The test is of Python's default handler, so it sets it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            winsandbox.run(py(code))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     pid = int(pidfile.read_text())
     deadline = time.monotonic() + 5
     while alive(pid) and time.monotonic() < deadline:
