@@ -270,6 +270,20 @@ fn output_to_a_file_and_discarded() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The null device by its name ("NUL" on Windows): opened the way
+/// `CreateFileW(CREATE_ALWAYS)` opens it, not created and then truncated.
+#[test]
+fn output_to_the_null_device_by_name() {
+    let null = if cfg!(windows) { "NUL" } else { "/dev/null" };
+    let mut c = probe_cmd(&["flood", "300000"]);
+    c.stdout = Output::File(null.into());
+    c.stderr = Output::File(null.into());
+    c.stdin = Stdin::File(null.into());
+    let o = winsandbox::run(&c).unwrap();
+    assert_eq!(o.verdict(), Verdict::Ok, "{o:?}");
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+}
+
 #[test]
 fn grandchild_is_killed_and_not_waited_for() {
     let t = Instant::now();

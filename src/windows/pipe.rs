@@ -102,6 +102,14 @@ pub(crate) fn pipe(inbound: bool) -> Result<PipePair> {
 
 /// Opens a file or device as an inheritable handle for a child's stdio.
 pub(crate) fn open_inheritable(path: &str, write: bool) -> Result<OwnedHandle> {
+    open_file(path, write, true)
+}
+
+/// Opens `path` to read (it must exist) or to write (created, or truncated to
+/// zero in the same `CreateFileW(CREATE_ALWAYS)` call; std's `File::create`
+/// truncates afterwards with `SetFileInformationByHandle`, which device names
+/// such as `NUL` refuse under Wine). `inherit`: for a child's stdio.
+pub(crate) fn open_file(path: &str, write: bool, inherit: bool) -> Result<OwnedHandle> {
     use windows::Win32::Storage::FileSystem::{
         CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_READ, FILE_SHARE_WRITE,
     };
@@ -118,13 +126,18 @@ pub(crate) fn open_inheritable(path: &str, write: bool) -> Result<OwnedHandle> {
             &name,
             access,
             FILE_SHARE_READ | FILE_SHARE_WRITE,
-            Some(&sa),
+            inherit.then_some(&sa as *const _),
             disp,
             FILE_ATTRIBUTE_NORMAL,
             None,
         )
     }
-    .map_err(|e| werr(format!("opening {path:?}"), e))?;
+    .map_err(|e| {
+        werr(
+            format!("{} {path:?}", if write { "creating" } else { "opening" }),
+            e,
+        )
+    })?;
     // SAFETY: a new valid handle.
     Ok(unsafe { own(h) })
 }

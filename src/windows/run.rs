@@ -6,16 +6,16 @@ use std::time::{Duration, Instant};
 
 use windows::Win32::Foundation::{HANDLE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
 use windows::Win32::System::Threading::{
-    GetExitCodeProcess, WaitForMultipleObjects, WaitForSingleObject,
+    GetExitCodeProcess, TerminateProcess, WaitForMultipleObjects, WaitForSingleObject,
 };
 
 use super::handle::*;
 use super::job::{filetime, process_times, supervisor_job, Job, KILL_EXIT_CODE};
 use super::monitor::{self, Hit};
-use super::pipe::{open_inheritable, pipe, Reader, Writer};
+use super::pipe::{open_file, open_inheritable, pipe, Reader, Writer};
 use super::spawn::{spawn, Process, SpawnRequest, Stdio};
 use crate::command::{Command, Output, Stdin};
-use crate::decide::dur_to_timeout_ms;
+use crate::decide::{self, dur_to_timeout_ms};
 use crate::error::{Error, Result};
 use crate::jobplan;
 use crate::limits::Limits;
@@ -114,10 +114,9 @@ impl Running {
             Ok(match o {
                 Output::Capture => Sink::Memory(Vec::new()),
                 Output::Discard => Sink::Discard,
-                Output::File(p) => Sink::File(
-                    std::fs::File::create(p)
-                        .map_err(|e| Error::from_io(format!("creating {p:?}"), e))?,
-                ),
+                Output::File(p) => {
+                    Sink::File(std::fs::File::from(open_file(&path_str(p), true, false)?))
+                }
             })
         });
         let [s0, s1] = sinks;

@@ -75,6 +75,18 @@ def test_stdin_and_stdout_files(tmp_path: Path) -> None:
         winsandbox.run([PY], stdin=src, input=b"x")
 
 
+def test_the_null_device_by_name() -> None:
+    # os.devnull is "nul" on Windows: opened as CreateFileW opens it, not created then truncated
+    o = winsandbox.run(
+        py("import sys; sys.stdout.write('x' * 100000); sys.stderr.write(sys.stdin.read() + 'e')"),
+        stdin=os.devnull,
+        stdout=os.devnull,
+        stderr=os.devnull,
+    )
+    assert o.verdict is Verdict.OK, o.error
+    assert o.stdout == b"" and o.stderr == b""
+
+
 def test_timeout_is_wall_time() -> None:
     t = time.monotonic()
     o = winsandbox.run(py("import time; time.sleep(60)"), timeout=1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -107,6 +108,13 @@ def test_cli_json() -> None:
         "truncated",
     ):
         assert key in d
+
+
+def test_cli_stdio_to_the_null_device() -> None:
+    p = _cli("run", "--json", "--stdin", os.devnull, "--stdout", os.devnull, "--", PY, "-c", "print('out')")
+    assert p.returncode == 0, p.stdout + p.stderr
+    d = json.loads(p.stdout)
+    assert d["verdict"] == "OK" and d["stdout"] == ""
 
 
 def test_cli_verdicts_and_exit_status() -> None:
