@@ -124,6 +124,24 @@ pub fn kernel_message_hit(message: u32) -> Option<Hit> {
     })
 }
 
+/// How long a killed process may take to end before the run stops waiting
+/// for it and reports `SE`: a run ends by its wall limit plus this, or this
+/// long after it was killed, whatever the program or the system does.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// When a run that has not seen its main process exit stops waiting (time
+/// since its start): `STOP_GRACE` after its wall limit, or after the moment it
+/// was killed (a limit crossed, or the caller's kill), whichever is first.
+/// None: no bound (no wall limit, and not killed).
+pub fn hard_stop(wall_limit: Option<Duration>, killed_at: Option<Duration>) -> Option<Duration> {
+    let a = wall_limit.map(|w| w + STOP_GRACE);
+    let b = killed_at.map(|k| k + STOP_GRACE);
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Milliseconds for a wait: rounded up (a wait never ends early) and capped
 /// below `INFINITE` (0xFFFF_FFFF).
 pub fn dur_to_timeout_ms(d: Duration) -> u32 {
@@ -134,6 +152,16 @@ pub fn dur_to_timeout_ms(d: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_stops_waiting_by_its_wall_limit_or_after_a_kill_plus_the_grace() {
+        let s = Duration::from_secs;
+        assert_eq!(hard_stop(None, None), None);
+        assert_eq!(hard_stop(Some(s(3)), None), Some(s(3) + STOP_GRACE));
+        assert_eq!(hard_stop(None, Some(s(1))), Some(s(1) + STOP_GRACE));
+        assert_eq!(hard_stop(Some(s(3)), Some(s(1))), Some(s(1) + STOP_GRACE));
+        assert_eq!(hard_stop(Some(s(3)), Some(s(10))), Some(s(3) + STOP_GRACE));
+    }
 
     #[test]
     fn next_due_batches_jobs_on_a_grid() {

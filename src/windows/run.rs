@@ -24,6 +24,9 @@ use crate::outcome::{ntstatus_name, Mechanism, NotApplied, Outcome, ProcessInfo,
 /// How long output is still read after the main process exited and the rest
 /// of the job was killed (a handle duplicated out of the job could hold a pipe).
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How often a wait for a live main process looks whether a limit was crossed
+/// (which starts the grace of `decide::hard_stop`), in milliseconds.
+const HIT_CHECK_MS: u32 = 500;
 
 /// Creates the job for `limits`, deciding about UI limits and breakaway: a
 /// job nested in the supervisor's own cannot carry UI limits, so the child
@@ -103,6 +106,9 @@ pub struct Running {
     exit: Option<(u32, f64)>,
     drain_until: Option<Instant>,
     killed: bool,
+    /// When the run was first seen killed (a limit crossed, or `kill`).
+    killed_at: Option<Instant>,
+    wall_limit: Option<Duration>,
     outcome: Option<Outcome>,
 }
 
@@ -165,6 +171,8 @@ impl Running {
             exit: None,
             drain_until: None,
             killed: false,
+            killed_at: None,
+            wall_limit: cmd.limits.wall_time,
             outcome: None,
         })
     }
@@ -186,6 +194,7 @@ impl Running {
     pub fn kill(&mut self) {
         if self.exit.is_none() {
             self.killed = true;
+            self.killed_at.get_or_insert_with(Instant::now);
         }
         let _ = self.job.terminate(KILL_EXIT_CODE);
     }
@@ -265,9 +274,31 @@ impl Running {
             if let Some(d) = self.drain_until {
                 until = Some(until.map_or(d, |u| u.min(d)));
             }
-            let ms = until.map_or(u32::MAX, |u| {
+            if self.exit.is_none() {
+                if self.killed_at.is_none() && self.job.shared.hit().is_some() {
+                    self.killed_at = Some(now);
+                }
+                let killed = self
+                    .killed_at
+                    .map(|k| k.saturating_duration_since(self.started));
+                if let Some(stop) = decide::hard_stop(self.wall_limit, killed) {
+                    let stop = self.started + stop;
+                    if now >= stop {
+                        if let Some(o) = self.stop_waiting()? {
+                            self.outcome = Some(o.clone());
+                            return Ok(Some(o));
+                        }
+                        continue;
+                    }
+                    until = Some(until.map_or(stop, |u| u.min(stop)));
+                }
+            }
+            let mut ms = until.map_or(u32::MAX, |u| {
                 dur_to_timeout_ms(u.saturating_duration_since(now))
             });
+            if self.exit.is_none() {
+                ms = ms.min(HIT_CHECK_MS); // a limit crossed starts the grace
+            }
             if handles.is_empty() {
                 std::thread::sleep(Duration::from_millis(ms.min(10) as u64));
                 continue;
@@ -287,6 +318,36 @@ impl Running {
                 self.on_exit()?;
             }
         }
+    }
+
+    /// The main process did not end by its hard stop (`decide::hard_stop`):
+    /// kills once more, and if it still runs, ends the run with `SE` saying
+    /// so. None: it ended after all (its exit is handled as usual).
+    fn stop_waiting(&mut self) -> Result<Option<Outcome>> {
+        let _ = self.job.terminate(KILL_EXIT_CODE);
+        // SAFETY: the process handle is open; ending it is what we want.
+        let _ = unsafe { TerminateProcess(raw(&self.process.handle), KILL_EXIT_CODE) };
+        // SAFETY: as above.
+        if unsafe { WaitForSingleObject(raw(&self.process.handle), 250) } == WAIT_OBJECT_0 {
+            self.on_exit()?;
+            return Ok(None);
+        }
+        let mut o = self.finish();
+        let why = match (o.limit, self.killed) {
+            (Some(l), _) => format!("after it crossed {l}"),
+            (None, true) => "after the supervisor killed it".to_string(),
+            (None, false) => "at its wall limit".to_string(),
+        };
+        o.verdict = Some(Verdict::Se);
+        o.mechanism = Some(Mechanism::Sandbox);
+        o.exit_code = None;
+        o.status = None;
+        o.error = Some(format!(
+            "the process did not end within {} s of being killed {why}; \
+             the run stopped waiting for it (it may still exist)",
+            decide::STOP_GRACE.as_secs()
+        ));
+        Ok(Some(o))
     }
 
     fn finish(&mut self) -> Outcome {
