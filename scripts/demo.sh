@@ -3,7 +3,8 @@
 # machine (installs what it needs first; a second run reuses the build).
 #  1. a child tree started in a job, then killed by closing the job;
 #  2. misbehaving programs run through the `winsandbox` CLI, with their verdicts.
-# `--linux` runs the same on the POSIX fallback backend instead.
+# `--linux` runs the same on the POSIX fallback backend instead. Each program
+# run is bounded (120 s), so a hung Wine session cannot hang the demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/winenv.sh
@@ -11,15 +12,16 @@ source scripts/winenv.sh
 if [ "${1:-}" = --linux ]; then
     cargo build -q --bins --examples
     BIN=target/debug
-    run() { "$@"; }
+    run() { timeout -k 5 120 "$@"; }
     EXE=""
 else
     winenv_install
     winenv_prefix
+    winenv_server  # its output to target/wineserver.log, not to this screen
     echo "building for x86_64-pc-windows-gnu (the first time builds std too: a few minutes)..." >&2
     wincargo build -q --bins --examples
     BIN=target/win/x86_64-pc-windows-gnu/debug
-    run() { wsbwine "$@"; }
+    run() { timeout -k 5 120 setarch -R "$WSB_WINE" "$@"; }  # wsbwine, bounded
     EXE=.exe
 fi
 CLI=$BIN/winsandbox$EXE

@@ -143,6 +143,46 @@ wincargo() {
 
 winenv_stop() { "$WSB_WINESERVER" -k >/dev/null 2>&1 || true; }
 
+# Starts the Wine server of WINEPREFIX (or of the prefix $1) before any Wine
+# program, persistent until winenv_stop, with its output in
+# target/wineserver.log: started by the first program instead, it would write
+# to that program's terminal (when it stops, a dump of hundreds of its objects).
+winenv_server() {
+    mkdir -p "$WSB_ROOT/target"
+    WINEPREFIX=${1:-$WINEPREFIX} "$WSB_WINESERVER" -p 2>>"$WSB_ROOT/target/wineserver.log" </dev/null >&2 || true
+}
+
+# The pids of the Wine processes (programs and server) of the prefix $1.
+winenv_pids() {
+    local p exe
+    for p in /proc/[0-9]*; do
+        exe=$(readlink "$p/exe" 2>/dev/null) || continue
+        case $exe in /usr/lib/wine/*) ;; *) continue ;; esac
+        tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "WINEPREFIX=$1" && echo "${p#/proc/}"
+    done
+}
+
+# Ends every Wine process of the prefixes $@ at once (SIGKILL): what is left
+# when a Wine session hangs, as it does when its server crashed.
+winenv_kill() {
+    local pfx
+    for pfx in "$@"; do
+        # shellcheck disable=SC2046
+        kill -9 $(winenv_pids "$pfx") 2>/dev/null || true
+    done
+}
+
+# Whether the Wine server of the prefix $1 is gone while programs of it live
+# (it crashed: Wine bug; its programs then wait for it without end).
+winenv_server_gone() {
+    local pid exe server=0 programs=0
+    for pid in $(winenv_pids "$1"); do
+        exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+        case $exe in */wineserver*) server=1 ;; *) programs=1 ;; esac
+    done
+    [ $programs = 1 ] && [ $server = 0 ]
+}
+
 # The abi3 win_amd64 wheel, cross-built by maturin ($1) into the folder $2.
 winenv_wheel() {
     PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO=/usr/bin/cargo \

@@ -150,7 +150,8 @@ def test_one_process_allowed_runs_a_real_program(code: str, verdict: Verdict) ->
 @pytest.mark.parametrize("limit", ["processes", "total_processes"])
 def test_one_process_allowed_and_one_child_started_gives_ple(limit: str) -> None:
     code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(5)']); time.sleep(5)"
-    o = winsandbox.run(py(code), limits=Limits(wall_time=30, **{limit: 1}))
+    limits = Limits(wall_time=30, processes=1) if limit == "processes" else Limits(wall_time=30, total_processes=1)
+    o = winsandbox.run(py(code), limits=limits)
     assert (o.verdict, o.limit) == (Verdict.PLE, limit), o
     assert o.wall_time < 4, o
 
