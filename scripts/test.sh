@@ -49,7 +49,8 @@ wine_stage() { # seconds command...
         rc=$?
         [ $rc = 0 ] && return 0
         [ $rc = 125 ] || return $rc
-        [ $try = 1 ] && echo "!!! Wine's server crashed during this stage (a Wine bug): running it once more in a new Wine session"
+        [ $try = 2 ] && break
+        echo "!!! Wine's server crashed during this stage (a Wine bug): running it once more in a new Wine session"
         WINE_RETRIED+=" $1"
     done
     return 1
@@ -59,7 +60,7 @@ wine_stage() { # seconds command...
 # at the bound, 125 if it was ended because a Wine server of its prefixes had
 # crashed with programs still waiting for it.
 bounded() {
-    local secs=$1 pid t=0 pfx
+    local secs=$1 pid t=0 pfx rc=""
     shift
     set -m  # the command gets a process group of its own, ended as one
     "$@" </dev/null &
@@ -67,31 +68,29 @@ bounded() {
     set +m
     # shellcheck disable=SC2064
     trap "kill -9 -- -$pid 2>/dev/null; winenv_kill ${WINE_PREFIXES[*]@Q}; exit 130" INT TERM
-    while kill -0 "$pid" 2>/dev/null; do
+    while [ -z "$rc" ] && kill -0 "$pid" 2>/dev/null; do
         for pfx in "${WINE_PREFIXES[@]}"; do
             # gone twice, a second apart (not a server just starting)
             if [ $((t % 10)) = 9 ] && winenv_server_gone "$pfx" && sleep 1 && winenv_server_gone "$pfx"; then
                 echo "!!! the Wine server of $pfx crashed; its programs wait for it: ending them"
-                kill -9 -- "-$pid" 2>/dev/null
-                winenv_kill "${WINE_PREFIXES[@]}"
-                wait "$pid" 2>/dev/null
-                trap - INT TERM
-                return 125
+                rc=125
             fi
         done
-        if [ "$t" -ge "$secs" ]; then
+        if [ -z "$rc" ] && [ "$t" -ge "$secs" ]; then
             echo "!!! still running after ${secs}s: ending it and its Wine sessions"
-            kill -9 -- "-$pid" 2>/dev/null
-            winenv_kill "${WINE_PREFIXES[@]}"
-            wait "$pid" 2>/dev/null
-            trap - INT TERM
-            return 124
+            rc=124
         fi
         sleep 1
         t=$((t + 1))
     done
-    trap - INT TERM
+    if [ -n "$rc" ]; then
+        kill -9 -- "-$pid" 2>/dev/null
+        winenv_kill "${WINE_PREFIXES[@]}"
+    fi
     wait "$pid"
+    local own=$?
+    trap - INT TERM
+    return "${rc:-$own}"
 }
 
 # The Python tools, each with the minimum (and, where a major version changes
