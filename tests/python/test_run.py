@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import winsandbox
-from conftest import PY, WINE, alive, py, skip_under_wine
+from conftest import PY, WINE, alive, py, skip_fork_bomb_under_wine, skip_under_wine
 from winsandbox import DEVNULL, Limits, SandboxError, Verdict
 
 
@@ -121,6 +121,7 @@ def test_output_limit_keeps_exactly_the_limit() -> None:
 
 
 def test_fork_bomb_gives_ple() -> None:
+    skip_fork_bomb_under_wine()
     # bounded at 8 generations, so a failed sandbox cannot take the machine down
     bomb = (
         "import subprocess, sys, time\n"
