@@ -39,17 +39,17 @@ WINE_RETRIED=""
 # waits without end). Wine 8's server crashes now and then (SIGSEGV: seen once
 # in about a dozen fork-bomb runs in one session); its programs then hang, and
 # that is Wine's bug, not the sandbox's: a stage that failed because its server
-# crashed runs once more in a new session, and the summary says so.
+# crashed runs again in a new session (three sessions at most), and the summary says so.
 wine_stage() { # seconds command...
     local secs=$1 try rc
     shift
-    for try in 1 2; do
+    for try in 1 2 3; do
         winenv_kill "${WINE_PREFIXES[@]}"
         bounded "$secs" "$@"
         rc=$?
         [ $rc = 0 ] && return 0
         [ $rc = 125 ] || return $rc
-        [ $try = 2 ] && break
+        [ $try = 3 ] && break
         echo "!!! Wine's server crashed during this stage (a Wine bug): running it once more in a new Wine session"
         WINE_RETRIED+=" $1"
     done
