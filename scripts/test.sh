@@ -50,8 +50,8 @@ wine_stage() { # seconds command...
         [ $rc = 0 ] && return 0
         [ $rc = 125 ] || return $rc
         [ $try = 3 ] && break
-        echo "!!! Wine's server crashed during this stage (a Wine bug): running it once more in a new Wine session"
-        WINE_RETRIED+=" $1"
+        echo "!!! Wine's server crashed during this stage (a Wine bug): running it again in a new Wine session"
+        case " $WINE_RETRIED " in *" $1 "*) ;; *) WINE_RETRIED+=" $1" ;; esac
     done
     return 1
 }
@@ -171,7 +171,6 @@ python_windows() {
 }
 
 wincpy_pytest() { cd tests/python && PYTHONUTF8=1 wincpy -m pytest -p no:cacheprovider -q -rs; }
-
 
 benches() {
     (cd benches && "$ROOT/target/venv-test/bin/python" -m pytest -p no:cacheprovider -q --benchmark-disable)

@@ -100,8 +100,9 @@ fn terminate_ends_the_tree_with_the_given_code_and_pid_list_matches() {
     want.sort();
     // The tree's own console children get a console host (conhost.exe),
     // which Windows puts in the job too: it is part of the live tree.
-    // A console host just starting can have no image name to read yet
-    // (seen once under Wine): the list is read again, for at most 2 s.
+    // Seen once under Wine: one extra pid, most likely a console host just
+    // starting, whose image name cannot be read yet: the list is read again,
+    // for at most 2 s, until it matches.
     let mut got = Vec::new();
     for _ in 0..20 {
         got = sb.job().process_ids().unwrap();

@@ -30,7 +30,7 @@ def skip_under_wine(what: str) -> None:
         pytest.skip(f"Wine {WINE} does not enforce {what} (runs in the windows-latest CI job)")
 
 
-def skip_fork_bomb_under_wine() -> None:
+def skip_where_wine_server_crashes() -> None:
     # measured: Wine 8's server crashed (SIGSEGV) in 1 of 2 runs of this test in Windows Python, each
     # time the job was terminated while its processes were being created; every program then waits
     # for it without end (seen too in the one-child PLE test). The Rust scenarios of both run under Wine.
