@@ -37,12 +37,43 @@ pub fn wine() -> Option<String> {
 
 /// True (and a note on stderr) when this test needs kernel enforcement that
 /// Wine does not give; the Windows CI job runs it.
+/// libtest counts a test that returns early as passed, so each skip is also
+/// written as one line to the file `WSB_SKIP_LOG` names (when set), which
+/// the test script counts and prints as skips.
 pub fn skip_under_wine(what: &str) -> bool {
-    if let Some(v) = wine() {
-        eprintln!("skipped: Wine {v} does not enforce {what} (runs in the windows-latest CI job)");
-        return true;
+    skip_on_wine(&format!("does not enforce {what}"))
+}
+
+/// True (and a note) under Wine for a test that ends a job while its
+/// processes are being created: Wine 8's server crashes (SIGSEGV) then, and
+/// every program waits for it without end. Measured: 2 crashes in 6 runs of
+/// the scenarios, in the fork bomb and the one-child PLE test, one test at a
+/// time. The Windows CI job runs these.
+pub fn skip_where_wine_server_crashes() -> bool {
+    skip_on_wine("its server crashes when a job is ended while a child is being created")
+}
+
+fn skip_on_wine(why: &str) -> bool {
+    let Some(v) = wine() else {
+        return false;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test)")
+        .to_string();
+    let line = format!("{test}: Wine {v}: {why}");
+    eprintln!("skipped: {line} (runs in the windows-latest CI job)");
+    if let Some(path) = std::env::var_os("WSB_SKIP_LOG") {
+        use std::io::Write as _;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path);
+        if let Err(e) = f.and_then(|mut f| writeln!(f, "{line}")) {
+            panic!("the skip of {test} could not be logged to {path:?}: {e}");
+        }
     }
-    false
+    true
 }
 
 /// Whether a process with this id is still running.
