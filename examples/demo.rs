@@ -15,16 +15,6 @@ fn probe() -> String {
         .into_owned()
 }
 
-#[cfg(windows)]
-fn pids(sb: &Sandbox) -> Vec<u32> {
-    sb.job().process_ids().unwrap()
-}
-
-#[cfg(not(windows))]
-fn pids(sb: &Sandbox) -> Vec<u32> {
-    sb.process_ids()
-}
-
 fn main() {
     let t0 = Instant::now();
     let say = |m: String| println!("[{:6.3}s] {m}", t0.elapsed().as_secs_f64());
@@ -50,33 +40,20 @@ fn main() {
         .filter_map(|l| l.parse().ok())
         .collect();
     say(format!("children started: {kids:?}"));
-    let mut all = pids(&sb);
+    let mut all = sb.process_ids().expect("the job's process list");
     all.sort();
     say(format!("the job's process list: {all:?}"));
     say("closing the job...".into());
     drop(sb);
     std::thread::sleep(Duration::from_millis(200));
-    let alive: Vec<u32> = all.iter().copied().filter(|&p| is_alive(p)).collect();
+    let alive: Vec<u32> = all
+        .iter()
+        .copied()
+        .filter(|&p| winsandbox::backend::process_alive(p))
+        .collect();
     say(format!("still alive after close: {alive:?}"));
     let _ = std::fs::remove_file(&out);
     if !alive.is_empty() {
         std::process::exit(1);
     }
-}
-
-#[cfg(windows)]
-fn is_alive(pid: u32) -> bool {
-    winsandbox::win::process_alive(pid)
-}
-
-#[cfg(not(windows))]
-fn is_alive(pid: u32) -> bool {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !s.is_empty()
-        && !matches!(
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next()),
-            Some("Z" | "X")
-        )
 }

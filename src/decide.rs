@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
-use crate::outcome::Verdict;
+use crate::outcome::{Mechanism, Verdict};
 
 /// How often the monitor samples each live job that has a limit the kernel
 /// may not enforce alone (CPU time with kernel time, memory, processes).
@@ -61,34 +61,112 @@ pub struct Sample {
     pub total_processes: u32,
 }
 
-/// A limit crossed: the verdict and the limit's field name.
-pub type Hit = (Verdict, &'static str);
+/// A limit crossed: the verdict, the limit's field name, and what saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub verdict: Verdict,
+    pub limit: &'static str,
+    pub mechanism: Mechanism,
+}
+
+impl Hit {
+    /// A limit the monitor (or the output pump) saw crossed.
+    pub const fn monitor(verdict: Verdict, limit: &'static str) -> Hit {
+        Hit {
+            verdict,
+            limit,
+            mechanism: Mechanism::Monitor,
+        }
+    }
+
+    /// A limit the kernel reported crossed.
+    pub const fn kernel(verdict: Verdict, limit: &'static str) -> Hit {
+        Hit {
+            verdict,
+            limit,
+            mechanism: Mechanism::Kernel,
+        }
+    }
+}
+
+/// The output limit crossed (seen by the pump that reads the output).
+pub const OUTPUT_LIMIT_HIT: Hit = Hit::monitor(Verdict::Ole, "output_limit");
+
+/// The wall limit crossed at `now`, for a job whose clock started at `started`.
+pub fn wall_hit(limits: &Limits, started: Option<Instant>, now: Instant) -> Option<Hit> {
+    let (w, s) = (limits.wall_time?, started?);
+    (now.saturating_duration_since(s) > w).then_some(Hit::monitor(Verdict::Wle, "wall_time"))
+}
+
+/// When the monitor must look at a job's wall clock next (just past its limit).
+pub fn wall_deadline(limits: &Limits, started: Option<Instant>) -> Option<Instant> {
+    Some(started? + limits.wall_time? + Duration::from_millis(1))
+}
 
 /// The first limit `sample` crosses after `elapsed` of wall time, if any.
 /// Order: wall, CPU, memory, processes. A value equal to the limit is within it.
 pub fn check_sample(limits: &Limits, elapsed: Duration, s: &Sample) -> Option<Hit> {
     if limits.wall_time.is_some_and(|w| elapsed > w) {
-        return Some((Verdict::Wle, "wall_time"));
+        return Some(Hit::monitor(Verdict::Wle, "wall_time"));
     }
     if limits.cpu_time.is_some_and(|c| s.cpu_time > c) {
-        return Some((Verdict::Tle, "cpu_time"));
+        return Some(Hit::monitor(Verdict::Tle, "cpu_time"));
     }
     if limits.memory.is_some_and(|m| s.process_memory > m) {
-        return Some((Verdict::Mle, "memory"));
+        return Some(Hit::monitor(Verdict::Mle, "memory"));
     }
     if limits.job_memory.is_some_and(|m| s.job_memory > m) {
-        return Some((Verdict::Mle, "job_memory"));
+        return Some(Hit::monitor(Verdict::Mle, "job_memory"));
     }
     if limits.processes.is_some_and(|p| s.active_processes > p) {
-        return Some((Verdict::Ple, "processes"));
+        return Some(Hit::monitor(Verdict::Ple, "processes"));
     }
     if limits
         .total_processes
         .is_some_and(|p| s.total_processes > p)
     {
-        return Some((Verdict::Ple, "total_processes"));
+        return Some(Hit::monitor(Verdict::Ple, "total_processes"));
     }
     None
+}
+
+/// Whether a job counts processes (a process limit of either kind): its
+/// sampling never slows down, since new processes are only found by samples
+/// (a fork bomb's parents sleep, and look idle).
+pub fn counts_processes(limits: &Limits) -> bool {
+    limits.processes.is_some() || limits.total_processes.is_some()
+}
+
+/// A job's idle back-off: how many samples in a row saw no activity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backoff {
+    idle: u32,
+    activity: u64,
+}
+
+impl Backoff {
+    /// Records one sample's activity figure (a sum that grows with CPU time,
+    /// page faults, process starts or memory); true if it changed.
+    pub fn note(&mut self, activity: u64) -> bool {
+        let active = activity != self.activity;
+        self.idle = if active {
+            0
+        } else {
+            self.idle.saturating_add(1)
+        };
+        self.activity = activity;
+        active
+    }
+
+    /// How long until the job is sampled again ([`sample_interval`]; a job
+    /// that [`counts_processes`] keeps [`SAMPLE_INTERVAL`]).
+    pub fn interval(&self, limits: &Limits) -> Duration {
+        if counts_processes(limits) {
+            SAMPLE_INTERVAL
+        } else {
+            sample_interval(self.idle)
+        }
+    }
 }
 
 /// Whether a job with these limits needs periodic sampling at all.
@@ -100,29 +178,103 @@ pub fn needs_sampling(limits: &Limits) -> bool {
         || limits.total_processes.is_some()
 }
 
-/// `JOB_OBJECT_MSG_*` values (winnt.h).
-pub mod msg {
-    pub const END_OF_JOB_TIME: u32 = 1;
-    pub const END_OF_PROCESS_TIME: u32 = 2;
-    pub const ACTIVE_PROCESS_LIMIT: u32 = 3;
-    pub const ACTIVE_PROCESS_ZERO: u32 = 4;
-    pub const NEW_PROCESS: u32 = 6;
-    pub const EXIT_PROCESS: u32 = 7;
-    pub const ABNORMAL_EXIT_PROCESS: u32 = 8;
-    pub const PROCESS_MEMORY_LIMIT: u32 = 9;
-    pub const JOB_MEMORY_LIMIT: u32 = 10;
+/// A job object's completion-port message (`JOB_OBJECT_MSG_*`, winnt.h),
+/// typed: the monitor matches on this, never on raw numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobMessage {
+    EndOfJobTime,
+    EndOfProcessTime,
+    ActiveProcessLimit,
+    ActiveProcessZero,
+    NewProcess,
+    ExitProcess,
+    AbnormalExitProcess,
+    ProcessMemoryLimit,
+    JobMemoryLimit,
+    /// Any other value (`JOB_OBJECT_MSG_NOTIFICATION_LIMIT` and later ones).
+    Other(u32),
 }
 
-/// The limit a kernel job message reports crossed, if it reports one.
-pub fn kernel_message_hit(message: u32) -> Option<Hit> {
-    Some(match message {
-        msg::END_OF_JOB_TIME | msg::END_OF_PROCESS_TIME => (Verdict::Tle, "cpu_time"),
-        msg::ACTIVE_PROCESS_LIMIT => (Verdict::Ple, "processes"),
-        msg::PROCESS_MEMORY_LIMIT => (Verdict::Mle, "memory"),
-        msg::JOB_MEMORY_LIMIT => (Verdict::Mle, "job_memory"),
-        _ => return None,
-    })
+impl JobMessage {
+    /// The message for the value the port delivered (its byte count).
+    pub fn from_raw(message: u32) -> JobMessage {
+        use JobMessage::*;
+        match message {
+            1 => EndOfJobTime,
+            2 => EndOfProcessTime,
+            3 => ActiveProcessLimit,
+            4 => ActiveProcessZero,
+            6 => NewProcess,
+            7 => ExitProcess,
+            8 => AbnormalExitProcess,
+            9 => ProcessMemoryLimit,
+            10 => JobMemoryLimit,
+            m => Other(m),
+        }
+    }
+
+    /// The limit this message reports crossed by the kernel, if it reports one.
+    pub fn hit(self) -> Option<Hit> {
+        use JobMessage::*;
+        Some(match self {
+            EndOfJobTime | EndOfProcessTime => Hit::kernel(Verdict::Tle, "cpu_time"),
+            ActiveProcessLimit => Hit::kernel(Verdict::Ple, "processes"),
+            ProcessMemoryLimit => Hit::kernel(Verdict::Mle, "memory"),
+            JobMemoryLimit => Hit::kernel(Verdict::Mle, "job_memory"),
+            _ => return None,
+        })
+    }
 }
+
+/// How a run ended, as its backend saw it: what [`judge`] decides from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// The first limit recorded crossed while it ran (monitor, kernel, pump).
+    pub hit: Option<Hit>,
+    /// The caller killed it before it ended.
+    pub killed: bool,
+    /// A limit its exit shows crossed, where no message said so (POSIX: the
+    /// `SIGXCPU` of `RLIMIT_CPU`; an abnormal exit after the memory peak
+    /// passed the limit).
+    pub exit_hit: Option<Hit>,
+    /// It exited normally with code 0.
+    pub clean_exit: bool,
+}
+
+/// The verdict of a run, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub mechanism: Mechanism,
+    pub limit: Option<&'static str>,
+    pub error: Option<&'static str>,
+}
+
+/// The verdict precedence, the same on every backend: a limit crossed while
+/// it ran, then the caller's kill, then a limit its exit shows, then the exit.
+pub fn judge(e: &Ending) -> Judgement {
+    let j = |verdict, mechanism, limit| Judgement {
+        verdict,
+        mechanism,
+        limit,
+        error: None,
+    };
+    match (e.hit, e.killed, e.exit_hit) {
+        (Some(h), _, _) => j(h.verdict, h.mechanism, Some(h.limit)),
+        (None, true, _) => Judgement {
+            error: Some("killed by the supervisor before it ended"),
+            ..j(Verdict::Se, Mechanism::Sandbox, None)
+        },
+        (None, false, Some(h)) => j(h.verdict, h.mechanism, Some(h.limit)),
+        (None, false, None) if e.clean_exit => j(Verdict::Ok, Mechanism::Exit, None),
+        (None, false, None) => j(Verdict::Re, Mechanism::Exit, None),
+    }
+}
+
+/// How long output is still read after the main process exited and the rest
+/// of the job was killed (a handle or descriptor passed out of the job could
+/// hold a pipe open).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// How long a killed process may take to end before the run stops waiting
 /// for it and reports `SE`: a run ends by its wall limit plus this, or this
@@ -232,36 +384,48 @@ mod tests {
         let base = Sample::default();
         assert_eq!(
             check_sample(&l, Duration::from_millis(2001), &base),
-            Some((Verdict::Wle, "wall_time"))
+            Some(Hit::monitor(Verdict::Wle, "wall_time"))
         );
         // CPU time counts kernel time too: the sample holds user + kernel.
         let cpu = Sample {
             cpu_time: Duration::from_millis(1001),
             ..base
         };
-        assert_eq!(check_sample(&l, t, &cpu), Some((Verdict::Tle, "cpu_time")));
+        assert_eq!(
+            check_sample(&l, t, &cpu),
+            Some(Hit::monitor(Verdict::Tle, "cpu_time"))
+        );
         let mem = Sample {
             process_memory: (64 << 20) + 1,
             ..base
         };
-        assert_eq!(check_sample(&l, t, &mem), Some((Verdict::Mle, "memory")));
+        assert_eq!(
+            check_sample(&l, t, &mem),
+            Some(Hit::monitor(Verdict::Mle, "memory"))
+        );
         let jm = Sample {
             job_memory: (128 << 20) + 1,
             ..base
         };
-        assert_eq!(check_sample(&l, t, &jm), Some((Verdict::Mle, "job_memory")));
+        assert_eq!(
+            check_sample(&l, t, &jm),
+            Some(Hit::monitor(Verdict::Mle, "job_memory"))
+        );
         let pa = Sample {
             active_processes: 5,
             ..base
         };
-        assert_eq!(check_sample(&l, t, &pa), Some((Verdict::Ple, "processes")));
+        assert_eq!(
+            check_sample(&l, t, &pa),
+            Some(Hit::monitor(Verdict::Ple, "processes"))
+        );
         let pt = Sample {
             total_processes: 11,
             ..base
         };
         assert_eq!(
             check_sample(&l, t, &pt),
-            Some((Verdict::Ple, "total_processes"))
+            Some(Hit::monitor(Verdict::Ple, "total_processes"))
         );
     }
 
@@ -274,40 +438,108 @@ mod tests {
         };
         assert_eq!(
             check_sample(&limits(), Duration::from_secs(3), &s),
-            Some((Verdict::Wle, "wall_time"))
+            Some(Hit::monitor(Verdict::Wle, "wall_time"))
         );
     }
 
     #[test]
     fn kernel_messages() {
-        assert_eq!(
-            kernel_message_hit(msg::END_OF_JOB_TIME),
-            Some((Verdict::Tle, "cpu_time"))
-        );
-        assert_eq!(
-            kernel_message_hit(msg::END_OF_PROCESS_TIME),
-            Some((Verdict::Tle, "cpu_time"))
-        );
-        assert_eq!(
-            kernel_message_hit(msg::ACTIVE_PROCESS_LIMIT),
-            Some((Verdict::Ple, "processes"))
-        );
-        assert_eq!(
-            kernel_message_hit(msg::PROCESS_MEMORY_LIMIT),
-            Some((Verdict::Mle, "memory"))
-        );
-        assert_eq!(
-            kernel_message_hit(msg::JOB_MEMORY_LIMIT),
-            Some((Verdict::Mle, "job_memory"))
-        );
-        for m in [
-            msg::NEW_PROCESS,
-            msg::EXIT_PROCESS,
-            msg::ABNORMAL_EXIT_PROCESS,
-            msg::ACTIVE_PROCESS_ZERO,
-        ] {
-            assert_eq!(kernel_message_hit(m), None);
+        let hit = |m| JobMessage::from_raw(m).hit();
+        assert_eq!(hit(1), Some(Hit::kernel(Verdict::Tle, "cpu_time")));
+        assert_eq!(hit(2), Some(Hit::kernel(Verdict::Tle, "cpu_time")));
+        assert_eq!(hit(3), Some(Hit::kernel(Verdict::Ple, "processes")));
+        assert_eq!(hit(9), Some(Hit::kernel(Verdict::Mle, "memory")));
+        assert_eq!(hit(10), Some(Hit::kernel(Verdict::Mle, "job_memory")));
+        assert_eq!(JobMessage::from_raw(6), JobMessage::NewProcess);
+        assert_eq!(JobMessage::from_raw(7), JobMessage::ExitProcess);
+        assert_eq!(JobMessage::from_raw(8), JobMessage::AbnormalExitProcess);
+        assert_eq!(JobMessage::from_raw(4), JobMessage::ActiveProcessZero);
+        assert_eq!(JobMessage::from_raw(11), JobMessage::Other(11));
+        for m in [4, 5, 6, 7, 8, 11, 0xFFFF_0001] {
+            assert_eq!(hit(m), None, "{m}");
         }
+    }
+
+    #[test]
+    fn verdict_precedence_is_hit_then_kill_then_exit_hit_then_exit() {
+        let tle = Hit::kernel(Verdict::Tle, "cpu_time");
+        let wle = Hit::monitor(Verdict::Wle, "wall_time");
+        let all = Ending {
+            hit: Some(wle),
+            killed: true,
+            exit_hit: Some(tle),
+            clean_exit: true,
+        };
+        let v = |e: Ending| {
+            let j = judge(&e);
+            (j.verdict, j.mechanism, j.limit)
+        };
+        assert_eq!(
+            v(all),
+            (Verdict::Wle, Mechanism::Monitor, Some("wall_time"))
+        );
+        let killed = Ending { hit: None, ..all };
+        assert_eq!(v(killed), (Verdict::Se, Mechanism::Sandbox, None));
+        assert!(judge(&killed).error.is_some());
+        let exit_hit = Ending {
+            killed: false,
+            ..killed
+        };
+        assert_eq!(
+            v(exit_hit),
+            (Verdict::Tle, Mechanism::Kernel, Some("cpu_time"))
+        );
+        let ok = Ending {
+            exit_hit: None,
+            ..exit_hit
+        };
+        assert_eq!(v(ok), (Verdict::Ok, Mechanism::Exit, None));
+        let re = Ending {
+            clean_exit: false,
+            ..ok
+        };
+        assert_eq!(v(re), (Verdict::Re, Mechanism::Exit, None));
+        assert_eq!(judge(&re).error, None);
+    }
+
+    #[test]
+    fn backoff_slows_idle_jobs_but_not_those_counting_processes() {
+        let plain = Limits::default();
+        let counted = Limits {
+            processes: Some(1),
+            ..Default::default()
+        };
+        let mut b = Backoff::default();
+        assert!(b.note(5));
+        for _ in 0..IDLE_SAMPLES + 5 {
+            assert!(!b.note(5));
+        }
+        assert_eq!(b.interval(&plain), IDLE_INTERVAL);
+        assert_eq!(b.interval(&counted), SAMPLE_INTERVAL);
+        assert!(b.note(6));
+        assert_eq!(b.interval(&plain), SAMPLE_INTERVAL);
+    }
+
+    #[test]
+    fn wall_limit_is_crossed_after_it_not_at_it() {
+        let l = Limits {
+            wall_time: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(wall_hit(&l, Some(t0), t0 + s), None);
+        assert_eq!(
+            wall_hit(&l, Some(t0), t0 + s + Duration::from_millis(1)),
+            Some(Hit::monitor(Verdict::Wle, "wall_time"))
+        );
+        assert_eq!(wall_hit(&l, None, t0 + s * 9), None);
+        assert_eq!(wall_hit(&Limits::default(), Some(t0), t0 + s * 9), None);
+        assert_eq!(
+            wall_deadline(&l, Some(t0)),
+            Some(t0 + s + Duration::from_millis(1))
+        );
+        assert_eq!(wall_deadline(&l, None), None);
     }
 
     #[test]

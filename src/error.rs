@@ -14,6 +14,9 @@ pub enum Error {
     },
     /// An operating-system call failed; `source.raw_os_error()` is its code.
     Os { op: String, source: io::Error },
+    /// The sandbox could not do what was asked, and no OS call failed with
+    /// a code to tell (an unexpected state, a thread that could not start).
+    Sandbox { message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -41,6 +44,13 @@ impl Error {
         }
     }
 
+    /// A failure of the sandbox's own, with no OS code.
+    pub fn sandbox(message: impl Into<String>) -> Self {
+        Error::Sandbox {
+            message: message.into(),
+        }
+    }
+
     pub fn from_io(op: impl Into<String>, source: io::Error) -> Self {
         Error::Os {
             op: op.into(),
@@ -52,7 +62,7 @@ impl Error {
     pub fn os_code(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
-            Error::Invalid { .. } => None,
+            Error::Invalid { .. } | Error::Sandbox { .. } => None,
         }
     }
 }
@@ -62,6 +72,7 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid { field, message } => write!(f, "invalid {field}: {message}"),
             Error::Os { op, source } => write!(f, "{op} failed: {source}"),
+            Error::Sandbox { message } => f.write_str(message),
         }
     }
 }
@@ -70,7 +81,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Os { source, .. } => Some(source),
-            Error::Invalid { .. } => None,
+            Error::Invalid { .. } | Error::Sandbox { .. } => None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cmdline;
 pub mod command;
 pub mod decide;
+pub mod engine;
 pub mod error;
 pub mod jobplan;
 pub mod limits;
@@ -29,6 +30,20 @@ pub use posix as backend;
 #[cfg(feature = "python")]
 mod python;
 
+/// This system's backend: "windows" or "posix".
+#[cfg(windows)]
+pub const BACKEND: &str = "windows";
+#[cfg(unix)]
+pub const BACKEND: &str = "posix";
+
+/// Wine's version when running under Wine; None elsewhere.
+pub fn wine_version() -> Option<String> {
+    #[cfg(windows)]
+    return win::wine_version();
+    #[cfg(unix)]
+    None
+}
+
 pub use command::{Command, Output, SpawnPath, Stdin};
 pub use error::{Error, Result};
 pub use limits::{Limits, Priority};
@@ -36,5 +51,10 @@ pub use outcome::{Mechanism, NotApplied, Outcome, ProcessInfo, Verdict};
 
 /// Runs `cmd` in a fresh sandbox to the end, on this system's backend.
 pub fn run(cmd: &Command) -> Result<Outcome> {
-    backend::run(cmd)
+    let mut r = backend::Running::start(cmd)?;
+    loop {
+        if let Some(o) = r.wait(None)? {
+            return Ok(o);
+        }
+    }
 }

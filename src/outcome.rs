@@ -1,6 +1,7 @@
 //! What happened in one run: the verdict, what detected it, and the accounting.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// The verdict of a run, as a grading system reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -294,6 +295,30 @@ pub fn signal_name(sig: i32) -> Option<&'static str> {
         31 => "SIGSYS",
         _ => return None,
     })
+}
+
+/// What a job has used so far (`Sandbox::accounting`, on every backend).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// 100 ns units, every process the job ever held.
+    pub user_time_100ns: i64,
+    pub kernel_time_100ns: i64,
+    pub total_processes: u32,
+    pub active_processes: u32,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub peak_process_memory: u64,
+    pub peak_job_memory: u64,
+}
+
+impl Accounting {
+    pub fn user_time(&self) -> Duration {
+        Duration::from_nanos(self.user_time_100ns.max(0) as u64 * 100)
+    }
+
+    pub fn kernel_time(&self) -> Duration {
+        Duration::from_nanos(self.kernel_time_100ns.max(0) as u64 * 100)
+    }
 }
 
 #[cfg(test)]

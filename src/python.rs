@@ -30,13 +30,14 @@ fn to_py(e: Error) -> PyErr {
             match source.raw_os_error() {
                 // OSError(errno, strerror, filename, winerror): CPython derives
                 // errno and the subclass (FileNotFoundError ...) from winerror.
-                #[cfg(windows)]
-                Some(code) => PyOSError::new_err((0, msg, Option::<String>::None, code)),
-                #[cfg(not(windows))]
+                Some(code) if crate::BACKEND == "windows" => {
+                    PyOSError::new_err((0, msg, Option::<String>::None, code))
+                }
                 Some(code) => PyOSError::new_err((code, msg)),
                 None => PyOSError::new_err(msg),
             }
         }
+        Error::Sandbox { .. } => PyOSError::new_err(e.to_string()),
     }
 }
 
@@ -517,19 +518,16 @@ impl NativeSandbox {
 
     /// The ids of the processes in the job now.
     fn process_ids(&self) -> PyResult<Vec<u32>> {
-        #[cfg(windows)]
-        return self.with(|sb| sb.job().process_ids().map_err(to_py));
-        #[cfg(not(windows))]
-        return self.with(|sb| Ok(sb.process_ids()));
+        self.with(|sb| sb.process_ids().map_err(to_py))
     }
 
     /// What the job used so far: cpu_time (s), user_time, kernel_time,
-    /// peak_memory, peak_job_memory, processes, active_processes.
+    /// peak_memory, peak_job_memory, processes, active_processes,
+    /// read_bytes, write_bytes.
     fn accounting<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        #[cfg(windows)]
         self.with(|sb| {
-            let a = sb.job().accounting().map_err(to_py)?;
+            let a = sb.accounting().map_err(to_py)?;
             let (u, k) = (a.user_time().as_secs_f64(), a.kernel_time().as_secs_f64());
             d.set_item("cpu_time", u + k)?;
             d.set_item("user_time", u)?;
@@ -542,42 +540,22 @@ impl NativeSandbox {
             d.set_item("write_bytes", a.write_bytes)?;
             Ok(())
         })?;
-        #[cfg(not(windows))]
-        self.with(|sb| {
-            let (cpu, peak, job) = sb.usage();
-            let pids = sb.process_ids();
-            d.set_item("cpu_time", cpu)?;
-            d.set_item("user_time", cpu)?;
-            d.set_item("kernel_time", 0.0)?;
-            d.set_item("peak_memory", peak)?;
-            d.set_item("peak_job_memory", job)?;
-            d.set_item("processes", pids.len())?;
-            d.set_item("active_processes", pids.len())?;
-            d.set_item("read_bytes", 0)?;
-            d.set_item("write_bytes", 0)?;
-            Ok(())
-        })?;
         Ok(d)
     }
 
     /// Ends every process in the job (Windows: with `exit_code`).
     #[pyo3(signature = (exit_code=1))]
     fn terminate(&self, exit_code: u32) -> PyResult<()> {
-        #[cfg(windows)]
-        return self.with(|sb| sb.job().terminate(exit_code).map_err(to_py));
-        #[cfg(not(windows))]
-        {
-            let _ = exit_code;
-            self.with(|sb| {
-                sb.terminate();
-                Ok(())
-            })
-        }
+        self.with(|sb| sb.terminate(exit_code).map_err(to_py))
     }
 
     /// The limit the monitor saw crossed, if any: (verdict, limit, mechanism).
     fn hit(&self) -> PyResult<Option<(&'static str, &'static str, &'static str)>> {
-        self.with(|sb| Ok(sb.hit().map(|(v, l, m)| (v.as_str(), l, m.as_str()))))
+        self.with(|sb| {
+            Ok(sb
+                .hit()
+                .map(|h| (h.verdict.as_str(), h.limit, h.mechanism.as_str())))
+        })
     }
 
     /// Kills every process of the job and frees it. Idempotent.
@@ -612,17 +590,26 @@ impl NativeSandbox {
 /// Parses a size (`"256MiB"`, `"1.5G"`) to bytes; ValueError names `field`.
 #[pyfunction]
 fn parse_size(field: &str, value: &str) -> PyResult<u64> {
-    let f: &'static str = Box::leak(field.to_string().into_boxed_str());
-    crate::limits::parse_size(f, value).map_err(to_py)
+    crate::limits::parse_size("value", value).map_err(|e| named(field, e))
 }
 
 /// Parses a duration (`"1.5s"`, `"200ms"`, `"2"`) to seconds.
 #[pyfunction]
 fn parse_duration(field: &str, value: &str) -> PyResult<f64> {
-    let f: &'static str = Box::leak(field.to_string().into_boxed_str());
-    crate::limits::parse_duration(f, value)
+    crate::limits::parse_duration("value", value)
         .map(|d| d.as_secs_f64())
-        .map_err(to_py)
+        .map_err(|e| named(field, e))
+}
+
+/// A parse error of a value the caller names `field` (any name, not only a
+/// limit's: the Rust error names fields by static strings).
+fn named(field: &str, e: Error) -> PyErr {
+    match e {
+        Error::Invalid { message, .. } => {
+            PyValueError::new_err(format!("invalid {field}: {message}"))
+        }
+        e => to_py(e),
+    }
 }
 
 /// The CLI (`winsandbox run ...`); returns the exit status.
@@ -640,20 +627,13 @@ fn cli_main(py: Python<'_>, args: Vec<String>) -> i32 {
 /// Wine's version when running under Wine, else None.
 #[pyfunction]
 fn wine_version() -> Option<String> {
-    #[cfg(windows)]
-    return crate::win::wine_version();
-    #[cfg(not(windows))]
-    None
+    crate::wine_version()
 }
 
 /// "windows" or "posix".
 #[pyfunction]
 fn backend_name() -> &'static str {
-    if cfg!(windows) {
-        "windows"
-    } else {
-        "posix"
-    }
+    crate::BACKEND
 }
 
 #[pymodule]

@@ -19,4 +19,5 @@ mod run;
 #[cfg(target_os = "linux")]
 mod spawn;
 
-pub use run::{run, Child, Running, Sandbox};
+pub use crate::outcome::Accounting;
+pub use run::{process_alive, Child, Running, Sandbox};

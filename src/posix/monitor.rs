@@ -2,39 +2,24 @@
 //! every `SAMPLE_INTERVAL` one scan of `/proc` for the jobs that need it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::decide::{
-    check_sample, needs_sampling, next_due_at, sample_interval, Sample, IDLE_INTERVAL,
-    SAMPLE_INTERVAL,
+    check_sample, needs_sampling, wall_hit, Hit, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL,
 };
+use crate::engine::{self, Registry, RunState};
 use crate::limits::Limits;
-use crate::outcome::{Mechanism, ProcessInfo, Verdict};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hit {
-    pub verdict: Verdict,
-    pub limit: &'static str,
-    pub mechanism: Mechanism,
-}
+use crate::outcome::ProcessInfo;
 
 #[derive(Default)]
 pub(crate) struct JobState {
-    pub started: Option<Instant>,
-    pub hit: Option<Hit>,
+    pub run: RunState,
     /// Session ids (= process-group ids) of the processes started into the job.
     pub sessions: Vec<i32>,
     pub seen: std::collections::HashSet<i32>,
     /// Processes of the job alive at the last sample: re-read every sample.
     pub known: Vec<i32>,
-    /// When the job is sampled next, and how many samples saw no activity.
-    next_sample: Option<Instant>,
-    idle: u32,
-    activity: u64,
-    pub peak_process_memory: u64,
-    pub peak_job_memory: u64,
     pub cpu_ticks: u64,
 }
 
@@ -47,7 +32,7 @@ pub(crate) struct JobShared {
 
 impl JobShared {
     pub fn lock(&self) -> MutexGuard<'_, JobState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        engine::lock(&self.state)
     }
 
     /// SIGKILL to every process group of the job, and to every process of its
@@ -76,26 +61,20 @@ impl JobShared {
         }
     }
 
+    /// Records `hit` unless one was recorded before, then ends the job.
     pub fn fire(&self, hit: Hit) {
-        let first = {
-            let mut st = self.lock();
-            let first = st.hit.is_none();
-            if first {
-                st.hit = Some(hit);
-            }
-            first
-        };
+        let first = self.lock().run.record(hit);
         if first {
             self.kill_all();
         }
     }
 
     pub fn hit(&self) -> Option<Hit> {
-        self.lock().hit
+        self.lock().run.hit
     }
 
     pub fn start_clock(&self) {
-        self.lock().started.get_or_insert(Instant::now());
+        self.lock().run.started.get_or_insert(Instant::now());
         wake();
     }
 
@@ -110,8 +89,7 @@ impl JobShared {
 struct Monitor {
     /// Where the sampling grid (`decide::next_due`) starts.
     epoch: Instant,
-    jobs: Mutex<HashMap<usize, Arc<JobShared>>>,
-    next_key: AtomicUsize,
+    jobs: Registry<JobShared>,
     wake: Condvar,
     pending: Mutex<bool>,
 }
@@ -124,8 +102,7 @@ fn monitor() -> &'static Monitor {
         fresh = true;
         Monitor {
             epoch: Instant::now(),
-            jobs: Mutex::new(HashMap::new()),
-            next_key: AtomicUsize::new(1),
+            jobs: Registry::default(),
             wake: Condvar::new(),
             pending: Mutex::new(false),
         }
@@ -139,64 +116,48 @@ fn monitor() -> &'static Monitor {
     m
 }
 
-fn jobs(m: &Monitor) -> MutexGuard<'_, HashMap<usize, Arc<JobShared>>> {
-    m.jobs.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn wake() {
     let m = monitor();
-    *m.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    *engine::lock(&m.pending) = true;
     m.wake.notify_one();
 }
 
 pub(crate) fn register(limits: &Limits) -> Arc<JobShared> {
     let m = monitor();
-    let key = m.next_key.fetch_add(1, Ordering::Relaxed);
+    let key = m.jobs.next_key();
     let job = Arc::new(JobShared {
         key,
         limits: limits.clone(),
         sampled: needs_sampling(limits),
         state: Mutex::new(JobState::default()),
     });
-    jobs(m).insert(key, job.clone());
+    m.jobs.insert(key, job.clone());
     wake();
     job
 }
 
 pub(crate) fn unregister(job: &JobShared) {
-    jobs(monitor()).remove(&job.key);
+    monitor().jobs.remove(job.key);
 }
 
 fn run_thread(m: &'static Monitor) {
     let mut next_full = Instant::now();
     loop {
         let now = Instant::now();
-        let all: Vec<Arc<JobShared>> = jobs(m).values().cloned().collect();
-        let mut until: Option<Instant> = None;
+        let all = m.jobs.all();
         let mut due: Vec<&Arc<JobShared>> = Vec::new();
         for j in &all {
-            let (started, next) = {
+            let (wall, is_due) = {
                 let st = j.lock();
-                (st.started, st.next_sample)
+                (
+                    wall_hit(&j.limits, st.run.started, now),
+                    st.run.due(j.sampled, now),
+                )
             };
-            if let (Some(w), Some(s)) = (j.limits.wall_time, started) {
-                if now.saturating_duration_since(s) > w {
-                    j.fire(Hit {
-                        verdict: Verdict::Wle,
-                        limit: "wall_time",
-                        mechanism: Mechanism::Monitor,
-                    });
-                } else {
-                    let d = s + w + Duration::from_millis(1);
-                    until = Some(until.map_or(d, |u| u.min(d)));
-                }
-            }
-            if j.sampled && started.is_some() && j.hit().is_none() {
-                if next.is_none_or(|t| now >= t) {
-                    due.push(j);
-                } else if let Some(t) = next {
-                    until = Some(until.map_or(t, |u| u.min(t)));
-                }
+            if let Some(h) = wall {
+                j.fire(h);
+            } else if is_due {
+                due.push(j);
             }
         }
         if !due.is_empty() {
@@ -210,13 +171,12 @@ fn run_thread(m: &'static Monitor) {
                         IDLE_INTERVAL
                     };
             }
-            for j in &due {
-                if let Some(t) = j.lock().next_sample {
-                    until = Some(until.map_or(t, |u| u.min(t)));
-                }
-            }
         }
-        let mut pending = m.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let until = all
+            .iter()
+            .filter_map(|j| j.lock().run.next_wake(&j.limits, j.sampled, now))
+            .min();
+        let mut pending = engine::lock(&m.pending);
         if !*pending {
             pending = match until {
                 Some(t) => {
@@ -417,44 +377,24 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
             .collect();
         for p in &mine {
             st.seen.insert(p.pid);
-            st.peak_process_memory = st.peak_process_memory.max(p.data_bytes);
+            st.run.peak_process_memory = st.run.peak_process_memory.max(p.data_bytes);
         }
         let job_mem: u64 = mine.iter().map(|p| p.data_bytes).sum();
-        st.peak_job_memory = st.peak_job_memory.max(job_mem);
+        st.run.peak_job_memory = st.run.peak_job_memory.max(job_mem);
         let activity = cpu + st.seen.len() as u64 + job_mem;
-        st.idle = if activity == st.activity {
-            st.idle.saturating_add(1)
-        } else {
-            0
-        };
-        st.activity = activity;
-        // New processes are only found by full scans, so a job with a process
-        // limit never slows down: a fork bomb's parents sleep, and look idle.
-        let counts_processes = j.limits.processes.is_some() || j.limits.total_processes.is_some();
-        any_active |= st.idle == 0 || counts_processes;
-        let interval = if counts_processes {
-            SAMPLE_INTERVAL
-        } else {
-            sample_interval(st.idle)
-        };
-        st.next_sample = Some(next_due_at(monitor().epoch, now, interval));
+        let active = st.run.schedule(&j.limits, activity, monitor().epoch, now);
+        any_active |= active || crate::decide::counts_processes(&j.limits);
         let s = Sample {
             cpu_time: Duration::from_secs_f64(st.cpu_ticks as f64 / ticks as f64),
-            process_memory: st.peak_process_memory,
-            job_memory: st.peak_job_memory,
+            process_memory: st.run.peak_process_memory,
+            job_memory: st.run.peak_job_memory,
             active_processes: mine.iter().filter(|p| p.data_bytes > 0).count() as u32,
             total_processes: st.seen.len() as u32,
         };
-        let elapsed = st
-            .started
-            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        let elapsed = st.run.elapsed(now);
         drop(st);
-        if let Some((verdict, limit)) = check_sample(&j.limits, elapsed, &s) {
-            j.fire(Hit {
-                verdict,
-                limit,
-                mechanism: Mechanism::Monitor,
-            });
+        if let Some(hit) = check_sample(&j.limits, elapsed, &s) {
+            j.fire(hit);
         }
     }
     any_active

@@ -1,6 +1,5 @@
 //! One run and a long-lived job on the POSIX backend.
 
-use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 #[cfg(not(target_os = "linux"))]
 use std::os::unix::process::CommandExt;
@@ -9,13 +8,13 @@ use std::process::Stdio as StdStdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::monitor::{self, clock_ticks, scan, Hit, JobShared};
+use super::monitor::{self, clock_ticks, scan, JobShared};
 use crate::command::{Command, Output, Stdin};
+use crate::decide::{self, Ending, Hit, DRAIN_LIMIT, OUTPUT_LIMIT_HIT};
+use crate::engine::Outputs;
 use crate::error::{Error, Result};
 use crate::limits::{Limits, Priority};
-use crate::outcome::{signal_name, Mechanism, NotApplied, Outcome, ProcessInfo, Verdict};
-
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+use crate::outcome::{signal_name, Accounting, NotApplied, Outcome, ProcessInfo, Verdict};
 
 fn not_applied(l: &Limits) -> Vec<NotApplied> {
     let mut v = Vec::new();
@@ -247,12 +246,6 @@ fn pidfd(pid: i32) -> Option<OwnedFd> {
     None
 }
 
-enum Sink {
-    Memory(Vec<u8>),
-    File(std::fs::File),
-    Discard,
-}
-
 pub struct Running {
     job: Arc<JobShared>,
     pid: i32,
@@ -260,9 +253,7 @@ pub struct Running {
     started: Instant,
     stdin: Option<(OwnedFd, Vec<u8>, usize)>,
     readers: [Option<OwnedFd>; 2],
-    sinks: [Sink; 2],
-    remaining: Option<u64>,
-    truncated: bool,
+    outputs: Outputs,
     exit: Option<(libc::c_int, libc::rusage, Instant)>,
     drain_until: Option<Instant>,
     killed: bool,
@@ -273,16 +264,9 @@ pub struct Running {
 impl Running {
     pub fn start(cmd: &Command) -> Result<Running> {
         cmd.limits.validate()?;
-        let mk = |o: &Output| -> Result<Sink> {
-            Ok(match o {
-                Output::Capture => Sink::Memory(Vec::new()),
-                Output::Discard => Sink::Discard,
-                Output::File(p) => Sink::File(
-                    std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))?,
-                ),
-            })
-        };
-        let sinks = [mk(&cmd.stdout)?, mk(&cmd.stderr)?];
+        let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
+            std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))
+        })?;
         let (child_in, our_in) = match &cmd.stdin {
             Stdin::Null => (devnull(false)?, None),
             Stdin::Bytes(b) => {
@@ -322,9 +306,7 @@ impl Running {
             started,
             stdin,
             readers: [out, err],
-            sinks,
-            remaining: cmd.limits.output_limit,
-            truncated: false,
+            outputs,
             exit: None,
             drain_until: None,
             killed: false,
@@ -381,29 +363,8 @@ impl Running {
                 let n =
                     unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut _, buf.len()) };
                 if n > 0 {
-                    let chunk = &buf[..n as usize];
-                    let keep = match &mut self.remaining {
-                        Some(r) => {
-                            let k = (*r).min(chunk.len() as u64) as usize;
-                            *r -= k as u64;
-                            k
-                        }
-                        None => chunk.len(),
-                    };
-                    match &mut self.sinks[i] {
-                        Sink::Memory(v) => v.extend_from_slice(&chunk[..keep]),
-                        Sink::File(f) => f
-                            .write_all(&chunk[..keep])
-                            .map_err(|e| io_err("writing output file", e))?,
-                        Sink::Discard => {}
-                    }
-                    if keep < chunk.len() && !self.truncated {
-                        self.truncated = true;
-                        self.job.fire(Hit {
-                            verdict: Verdict::Ole,
-                            limit: "output_limit",
-                            mechanism: Mechanism::Monitor,
-                        });
+                    if self.outputs.deliver(i, &buf[..n as usize])? {
+                        self.job.fire(OUTPUT_LIMIT_HIT);
                     }
                     continue;
                 }
@@ -549,16 +510,15 @@ impl Running {
             user_time: user * scale,
             kernel_time: kernel * scale,
             wall_time: exited.saturating_duration_since(self.started).as_secs_f64(),
-            peak_memory: st.peak_process_memory.max(maxrss),
-            peak_job_memory: st.peak_job_memory.max(maxrss),
+            peak_memory: st.run.peak_process_memory.max(maxrss),
+            peak_job_memory: st.run.peak_job_memory.max(maxrss),
             processes: (st.seen.len() as u32).max(1),
             read_bytes: (ru.ru_inblock.max(0) as u64) * 512,
             write_bytes: (ru.ru_oublock.max(0) as u64) * 512,
-            truncated: self.truncated,
             not_applied: self.not_applied.clone(),
             ..Default::default()
         };
-        let hit = st.hit;
+        let hit = st.run.hit;
         drop(st);
         let signal = if libc::WIFSIGNALED(status) {
             Some(libc::WTERMSIG(status))
@@ -570,34 +530,28 @@ impl Running {
             None => libc::WEXITSTATUS(status) as i64,
         });
         o.status = signal.and_then(signal_name);
-        for (i, s) in self.sinks.iter_mut().enumerate() {
-            if let Sink::Memory(v) = s {
-                let v = std::mem::take(v);
-                if i == 0 {
-                    o.stdout = v;
-                } else {
-                    o.stderr = v;
-                }
-            }
-        }
+        self.outputs.finish_into(&mut o);
         let abnormal = signal.is_some() || o.exit_code != Some(0);
-        let (verdict, mech, limit) = if let Some(h) = hit {
-            (h.verdict, h.mechanism, Some(h.limit))
-        } else if self.killed {
-            o.error = Some("killed by the supervisor before it ended".into());
-            (Verdict::Se, Mechanism::Sandbox, None)
-        } else if signal == Some(libc::SIGXCPU) {
-            (Verdict::Tle, Mechanism::Kernel, Some("cpu_time"))
+        // What the exit itself shows: RLIMIT_CPU's SIGXCPU (only where a CPU
+        // limit was set: a program may raise SIGXCPU itself), or an abnormal
+        // end after the memory peak passed the limit.
+        let exit_hit = if signal == Some(libc::SIGXCPU) && self.job.limits.cpu_time.is_some() {
+            Some(Hit::kernel(Verdict::Tle, "cpu_time"))
         } else if abnormal && self.job.limits.memory.is_some_and(|m| o.peak_memory > m) {
-            (Verdict::Mle, Mechanism::Kernel, Some("memory"))
-        } else if abnormal {
-            (Verdict::Re, Mechanism::Exit, None)
+            Some(Hit::kernel(Verdict::Mle, "memory"))
         } else {
-            (Verdict::Ok, Mechanism::Exit, None)
+            None
         };
-        o.verdict = Some(verdict);
-        o.mechanism = Some(mech);
-        o.limit = limit;
+        let j = decide::judge(&Ending {
+            hit,
+            killed: self.killed,
+            exit_hit,
+            clean_exit: !abnormal,
+        });
+        o.verdict = Some(j.verdict);
+        o.mechanism = Some(j.mechanism);
+        o.limit = j.limit;
+        o.error = j.error.map(str::to_string);
         o
     }
 }
@@ -608,7 +562,7 @@ fn live_pids(job: &JobShared) -> Vec<u32> {
     scan(&sessions)
         .into_iter()
         .map(|p| p.pid as u32)
-        .filter(|&p| crate_alive(p))
+        .filter(|&p| process_alive(p))
         .collect()
 }
 
@@ -618,7 +572,8 @@ pub(super) fn data_backstop(m: u64) -> u64 {
     m.saturating_mul(2).saturating_add(1 << 30)
 }
 
-fn crate_alive(pid: u32) -> bool {
+/// Whether the process with this id runs (exists and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat
         .rsplit(')')
@@ -637,15 +592,6 @@ impl Drop for Running {
             unsafe { libc::waitpid(self.pid, &mut status, 0) };
         }
         monitor::unregister(&self.job);
-    }
-}
-
-pub fn run(cmd: &Command) -> Result<Outcome> {
-    let mut r = Running::start(cmd)?;
-    loop {
-        if let Some(o) = r.wait(None)? {
-            return Ok(o);
-        }
     }
 }
 
@@ -753,35 +699,49 @@ impl Sandbox {
         })
     }
 
-    pub fn process_ids(&self) -> Vec<u32> {
-        live_pids(&self.job)
+    /// The ids of the processes of the job alive now.
+    pub fn process_ids(&self) -> Result<Vec<u32>> {
+        Ok(live_pids(&self.job))
     }
 
-    pub fn terminate(&self) {
+    /// Ends every process in the job. A POSIX process killed by a signal
+    /// has no exit code to give: `exit_code` is not used.
+    pub fn terminate(&self, exit_code: u32) -> Result<()> {
+        let _ = exit_code;
         self.job.kill_all();
+        Ok(())
     }
 
     /// What each live process of the job uses now.
     pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
-        Ok(self
-            .process_ids()
+        Ok(live_pids(&self.job)
             .into_iter()
             .filter_map(monitor::process_info)
             .collect())
     }
 
-    pub fn hit(&self) -> Option<(Verdict, &'static str, Mechanism)> {
-        self.job.hit().map(|h| (h.verdict, h.limit, h.mechanism))
+    /// The first limit the job crossed, if any.
+    pub fn hit(&self) -> Option<Hit> {
+        self.job.hit()
     }
 
-    /// (user + kernel CPU seconds, peak process memory, peak job memory) as last sampled.
-    pub fn usage(&self) -> (f64, u64, u64) {
+    /// What the job used, as the monitor last sampled it: CPU time (user
+    /// and kernel together, as `/proc` sums them, counted as user time),
+    /// the memory peaks, processes seen and alive. I/O is not counted.
+    pub fn accounting(&self) -> Result<Accounting> {
+        let active = live_pids(&self.job).len() as u32;
         let st = self.job.lock();
-        (
-            st.cpu_ticks as f64 / clock_ticks() as f64,
-            st.peak_process_memory,
-            st.peak_job_memory,
-        )
+        let ticks_100ns = 10_000_000 / clock_ticks().max(1);
+        Ok(Accounting {
+            user_time_100ns: (st.cpu_ticks * ticks_100ns) as i64,
+            kernel_time_100ns: 0,
+            total_processes: st.seen.len() as u32,
+            active_processes: active,
+            read_bytes: 0,
+            write_bytes: 0,
+            peak_process_memory: st.run.peak_process_memory,
+            peak_job_memory: st.run.peak_job_memory,
+        })
     }
 }
 

@@ -4,11 +4,14 @@ mod handle;
 mod job;
 mod monitor;
 mod pipe;
+mod query;
 mod run;
 mod spawn;
 
-pub use job::{process_alive, supervisor_job, Accounting, Job, SupervisorJob, KILL_EXIT_CODE};
-pub use run::{run, Child, Running, Sandbox};
+pub use crate::outcome::Accounting;
+pub use job::{supervisor_job, Job, SupervisorJob};
+pub use query::{process_alive, KILL_EXIT_CODE};
+pub use run::{Child, Running, Sandbox};
 pub use spawn::Process;
 
 use windows::core::{s, w};
@@ -32,6 +35,25 @@ pub fn wine_version() -> Option<String> {
             .to_string_lossy()
             .into_owned(),
     )
+}
+
+/// Under Wine, starts Wine's desktop process (its `explorer.exe`) from the
+/// supervisor, once, before the first job. Wine starts it on the first use of
+/// the desktop by any process: when that is a sandboxed program (or its
+/// console host), the desktop process is created in the program's job,
+/// listed there and ended with it (seen: an `explorer.exe` in a job's
+/// process list under Wine). Touching the desktop here makes it the
+/// supervisor's child, in no job of ours. Real Windows has its desktop
+/// already: nothing happens there.
+pub(crate) fn wine_desktop_ready() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if wine_version().is_some() {
+            // SAFETY: no arguments; returns the desktop window's handle,
+            // which is not kept.
+            let _ = unsafe { windows::Win32::UI::WindowsAndMessaging::GetDesktopWindow() };
+        }
+    });
 }
 
 /// The supervisor's own open-handle count (`GetProcessHandleCount`).

@@ -17,45 +17,34 @@
 //! for it, so every message queued before it has been handled.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use windows::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
+use windows::Win32::Foundation::INVALID_HANDLE_VALUE;
 use windows::Win32::System::JobObjects::*;
-use windows::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows::Win32::System::Threading::{OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
 use windows::Win32::System::IO::{
     CreateIoCompletionPort, GetQueuedCompletionStatus, PostQueuedCompletionStatus, OVERLAPPED,
 };
 
 use super::handle::{own, raw, werr, OwnedHandle};
-use super::job::{process_ids, wine_console_host, KILL_EXIT_CODE};
-use crate::decide::{
-    self, check_sample, kernel_message_hit, msg, next_due_at, sample_interval, Sample,
-    SAMPLE_INTERVAL,
+use super::query::{
+    basic_and_io, extended_limits, memory_of, process_ids, wine_console_host, KILL_EXIT_CODE,
 };
+use crate::decide::{self, check_sample, wall_hit, Hit, JobMessage, Sample};
+use crate::engine::{self, Registry, RunState};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::outcome::{Mechanism, Verdict};
+use crate::outcome::Verdict;
 
 /// Completion key that only wakes the thread (a job was added).
 const WAKE_KEY: usize = 0;
 /// A message id no kernel message uses: "flush" for the job of the key.
 const FLUSH_MSG: u32 = 0xFFFF_0001;
 
-/// A limit crossed, what fired it and how.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hit {
-    pub verdict: Verdict,
-    pub limit: &'static str,
-    pub mechanism: Mechanism,
-}
-
 #[derive(Default)]
 pub(crate) struct JobState {
-    pub started: Option<Instant>,
-    pub hit: Option<Hit>,
+    pub run: RunState,
     pub new_processes: u32,
     pub exited_processes: u32,
     /// Processes of the job the monitor opened, for memory sampling.
@@ -65,14 +54,8 @@ pub(crate) struct JobState {
     /// they count toward no limit and no figure. How many are alive.
     console_hosts: HashMap<u32, u32>,
     console_hosts_alive: u32,
-    pub peak_process_memory: u64,
-    pub peak_job_memory: u64,
     flush_requested: u64,
     flush_done: u64,
-    /// When the job is sampled next, and how many samples saw no activity.
-    next_sample: Option<Instant>,
-    idle: u32,
-    activity: u64,
 }
 
 /// What the monitor and the job's owner share.
@@ -110,19 +93,12 @@ impl JobState {
 
 impl JobShared {
     pub fn lock(&self) -> MutexGuard<'_, JobState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        engine::lock(&self.state)
     }
 
     /// Records `hit` unless one was recorded before, then ends the job.
     pub fn fire(&self, hit: Hit) {
-        let first = {
-            let mut st = self.lock();
-            let first = st.hit.is_none();
-            if first {
-                st.hit = Some(hit);
-            }
-            first
-        };
+        let first = self.lock().run.record(hit);
         if first {
             // SAFETY: the job handle is open while `self` lives.
             let _ = unsafe { TerminateJobObject(raw(&self.handle), KILL_EXIT_CODE) };
@@ -131,20 +107,21 @@ impl JobShared {
 
     /// Starts the wall clock (the main process is about to start).
     pub fn start_clock(&self) {
-        self.lock().started = Some(Instant::now());
+        self.lock().run.started = Some(Instant::now());
         wake();
     }
 
     pub fn hit(&self) -> Option<Hit> {
-        self.lock().hit
+        self.lock().run.hit
     }
 
     /// Folds a process's final memory counters into the job's peaks.
     pub fn note_memory(&self, process: &OwnedHandle) {
         if let Some(c) = memory_of(process) {
             let mut st = self.lock();
-            st.peak_process_memory = st.peak_process_memory.max(c.PeakPagefileUsage as u64);
-            st.peak_job_memory = st.peak_job_memory.max(c.PeakPagefileUsage as u64);
+            let r = &mut st.run;
+            r.peak_process_memory = r.peak_process_memory.max(c.PeakPagefileUsage as u64);
+            r.peak_job_memory = r.peak_job_memory.max(c.PeakPagefileUsage as u64);
         }
     }
 }
@@ -153,8 +130,7 @@ struct Monitor {
     port: OwnedHandle,
     /// Where the sampling grid (`decide::next_due`) starts.
     epoch: Instant,
-    jobs: Mutex<HashMap<usize, Arc<JobShared>>>,
-    next_key: AtomicUsize,
+    jobs: Registry<JobShared>,
 }
 
 static MONITOR: OnceLock<std::result::Result<Monitor, String>> = OnceLock::new();
@@ -174,16 +150,11 @@ fn monitor() -> Result<&'static Monitor> {
             Ok(Monitor {
                 port,
                 epoch: Instant::now(),
-                jobs: Mutex::new(HashMap::new()),
-                next_key: AtomicUsize::new(1),
+                jobs: Registry::default(),
             })
         })
         .as_ref()
-        .map_err(|e| Error::os(e.clone(), 0))
-}
-
-fn jobs(m: &Monitor) -> MutexGuard<'_, HashMap<usize, Arc<JobShared>>> {
-    m.jobs.lock().unwrap_or_else(|p| p.into_inner())
+        .map_err(|e| Error::sandbox(e.clone()))
 }
 
 fn post(key: usize, message: u32) {
@@ -200,7 +171,7 @@ fn wake() {
 /// Associates `handle` with the port and starts watching it.
 pub(crate) fn register(handle: OwnedHandle, limits: &Limits) -> Result<Arc<JobShared>> {
     let m = monitor()?;
-    let key = m.next_key.fetch_add(1, Ordering::Relaxed);
+    let key = m.jobs.next_key();
     let assoc = JOBOBJECT_ASSOCIATE_COMPLETION_PORT {
         CompletionKey: key as *mut _,
         CompletionPort: raw(&m.port),
@@ -228,14 +199,14 @@ pub(crate) fn register(handle: OwnedHandle, limits: &Limits) -> Result<Arc<JobSh
         state: Mutex::new(JobState::default()),
         cond: Condvar::new(),
     });
-    jobs(m).insert(key, shared.clone());
+    m.jobs.insert(key, shared.clone());
     wake();
     Ok(shared)
 }
 
 pub(crate) fn unregister(job: &JobShared) {
     if let Ok(m) = monitor() {
-        jobs(m).remove(&job.key);
+        m.jobs.remove(job.key);
     }
     job.lock().tracked.clear();
 }
@@ -283,18 +254,24 @@ fn run_thread() {
             GetQueuedCompletionStatus(raw(&m.port), &mut bytes, &mut key, &mut ov, timeout)
         };
         if got.is_ok() && key != WAKE_KEY {
-            let job = jobs(m).get(&key).cloned();
-            if let Some(job) = job {
+            if let Some(job) = m.jobs.get(key) {
                 // For job messages the OVERLAPPED pointer carries the process id.
                 on_message(&job, bytes, ov as usize as u32);
             }
         }
         let now = Instant::now();
-        let all: Vec<Arc<JobShared>> = jobs(m).values().cloned().collect();
-        for job in &all {
-            check_wall(job, now);
-            if job.sampled && job.lock().next_sample.is_none_or(|t| now >= t) {
-                sample(job, now);
+        for job in m.jobs.all() {
+            let (wall, due) = {
+                let st = job.lock();
+                (
+                    wall_hit(&job.limits, st.run.started, now).filter(|_| st.run.hit.is_none()),
+                    st.run.due(job.sampled, now),
+                )
+            };
+            if let Some(h) = wall {
+                job.fire(h);
+            } else if due {
+                sample(&job, now);
             }
         }
     }
@@ -303,24 +280,12 @@ fn run_thread() {
 /// Milliseconds until the next thing the thread must do.
 fn next_wait(m: &Monitor) -> u32 {
     let now = Instant::now();
-    let mut until: Option<Instant> = None;
-    for job in jobs(m).values() {
-        let mut t = None;
-        let (started, next) = {
-            let st = job.lock();
-            (st.started, st.next_sample)
-        };
-        if job.sampled && started.is_some() && job.hit().is_none() {
-            t = Some(next.unwrap_or(now));
-        }
-        if let (Some(w), Some(s)) = (job.limits.wall_time, started) {
-            let d = s + w + Duration::from_millis(1);
-            t = Some(t.map_or(d, |x: Instant| x.min(d)));
-        }
-        if let Some(t) = t {
-            until = Some(until.map_or(t, |u| u.min(t)));
-        }
-    }
+    let until = m
+        .jobs
+        .all()
+        .iter()
+        .filter_map(|j| j.lock().run.next_wake(&j.limits, j.sampled, now))
+        .min();
     match until {
         Some(t) => decide::dur_to_timeout_ms(t.saturating_duration_since(now)),
         None => u32::MAX, // INFINITE
@@ -328,12 +293,13 @@ fn next_wait(m: &Monitor) -> u32 {
 }
 
 fn on_message(job: &JobShared, message: u32, pid: u32) {
-    match message {
-        FLUSH_MSG => {
-            job.lock().flush_done += 1;
-            job.cond.notify_all();
-        }
-        msg::NEW_PROCESS => {
+    if message == FLUSH_MSG {
+        job.lock().flush_done += 1;
+        job.cond.notify_all();
+        return;
+    }
+    match JobMessage::from_raw(message) {
+        JobMessage::NewProcess => {
             // SAFETY: opening a process by id; the handle returned is ours.
             let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }
                 .ok()
@@ -349,33 +315,19 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
                 st.tracked.insert(pid, h);
             }
             st.new_processes += 1;
-            let over = job
-                .limits
-                .total_processes
-                .is_some_and(|t| st.new_processes > t)
-                || job
-                    .limits
-                    .processes
-                    .is_some_and(|p| st.new_processes.saturating_sub(st.exited_processes) > p);
+            let (total, active) = (
+                st.new_processes,
+                st.new_processes.saturating_sub(st.exited_processes),
+            );
             drop(st);
-            if over {
-                let limit = if job
-                    .limits
-                    .total_processes
-                    .is_some_and(|t| job.lock().new_processes > t)
-                {
-                    "total_processes"
-                } else {
-                    "processes"
-                };
-                job.fire(Hit {
-                    verdict: Verdict::Ple,
-                    limit,
-                    mechanism: Mechanism::Monitor,
-                });
+            let l = &job.limits;
+            if l.total_processes.is_some_and(|t| total > t) {
+                job.fire(Hit::monitor(Verdict::Ple, "total_processes"));
+            } else if l.processes.is_some_and(|p| active > p) {
+                job.fire(Hit::monitor(Verdict::Ple, "processes"));
             }
         }
-        msg::EXIT_PROCESS | msg::ABNORMAL_EXIT_PROCESS => {
+        JobMessage::ExitProcess | JobMessage::AbnormalExitProcess => {
             let mut st = job.lock();
             if st.console_hosts.contains_key(&pid) {
                 st.console_hosts_alive = st.console_hosts_alive.saturating_sub(1);
@@ -384,78 +336,25 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
             st.exited_processes += 1;
             if let Some(h) = st.tracked.remove(&pid) {
                 if let Some(c) = memory_of(&h) {
-                    st.peak_process_memory = st.peak_process_memory.max(c.PeakPagefileUsage as u64);
+                    let r = &mut st.run;
+                    r.peak_process_memory = r.peak_process_memory.max(c.PeakPagefileUsage as u64);
                 }
             }
         }
         m => {
-            if let Some((verdict, limit)) = kernel_message_hit(m) {
-                job.fire(Hit {
-                    verdict,
-                    limit,
-                    mechanism: Mechanism::Kernel,
-                });
+            if let Some(hit) = m.hit() {
+                job.fire(hit);
             }
         }
     }
-}
-
-fn check_wall(job: &JobShared, now: Instant) {
-    let Some(w) = job.limits.wall_time else {
-        return;
-    };
-    let started = job.lock().started;
-    if let Some(s) = started {
-        if now.saturating_duration_since(s) > w && job.hit().is_none() {
-            job.fire(Hit {
-                verdict: Verdict::Wle,
-                limit: "wall_time",
-                mechanism: Mechanism::Monitor,
-            });
-        }
-    }
-}
-
-pub(crate) fn memory_of(process: &OwnedHandle) -> Option<PROCESS_MEMORY_COUNTERS> {
-    let mut c = PROCESS_MEMORY_COUNTERS {
-        cb: std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32,
-        ..Default::default()
-    };
-    // SAFETY: the process handle is open; `c` is writable with its size in `cb`.
-    unsafe { GetProcessMemoryInfo(raw(process), &mut c, c.cb) }.ok()?;
-    Some(c)
-}
-
-fn basic_accounting(job: HANDLE) -> Option<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION> {
-    super::job::basic_and_io(job).ok()
-}
-
-fn extended_limits(job: HANDLE) -> Option<JOBOBJECT_EXTENDED_LIMIT_INFORMATION> {
-    let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
-    // SAFETY: as above.
-    unsafe {
-        QueryInformationJobObject(
-            Some(job),
-            JobObjectExtendedLimitInformation,
-            &mut info as *mut _ as *mut _,
-            std::mem::size_of_val(&info) as u32,
-            None,
-        )
-    }
-    .ok()?;
-    Some(info)
 }
 
 /// Reads the job's use and ends it if it crossed a limit.
 fn sample(job: &JobShared, now: Instant) {
     let h = raw(&job.handle);
-    let basic = basic_accounting(h);
-    let ext = extended_limits(h);
+    let basic = basic_and_io(h).ok();
+    let ext = extended_limits(h).ok();
     let mut st = job.lock();
-    let Some(started) = st.started else {
-        st.next_sample = Some(now + SAMPLE_INTERVAL);
-        return;
-    };
     // Processes the kernel counts that no NEW_PROCESS message told us of.
     if let Some(b) = &basic {
         if b.BasicInfo.ActiveProcesses > st.tracked.len() as u32 + st.console_hosts_alive {
@@ -479,7 +378,7 @@ fn sample(job: &JobShared, now: Instant) {
             }
         }
     }
-    let mut process_peak = st.peak_process_memory;
+    let mut process_peak = st.run.peak_process_memory;
     let mut job_now = 0u64;
     for p in st.tracked.values() {
         if let Some(c) = memory_of(p) {
@@ -493,8 +392,8 @@ fn sample(job: &JobShared, now: Instant) {
         process_peak = process_peak.max(e.PeakProcessMemoryUsed as u64);
         job_now = job_now.max(e.PeakJobMemoryUsed as u64);
     }
-    st.peak_process_memory = process_peak;
-    st.peak_job_memory = st.peak_job_memory.max(job_now);
+    st.run.peak_process_memory = process_peak;
+    st.run.peak_job_memory = st.run.peak_job_memory.max(job_now);
     let s = Sample {
         cpu_time: basic.as_ref().map_or(Duration::ZERO, |b| {
             Duration::from_nanos(
@@ -503,7 +402,7 @@ fn sample(job: &JobShared, now: Instant) {
             )
         }),
         process_memory: process_peak,
-        job_memory: st.peak_job_memory,
+        job_memory: st.run.peak_job_memory,
         active_processes: basic.as_ref().map_or(
             st.new_processes.saturating_sub(st.exited_processes),
             |b| {
@@ -518,7 +417,7 @@ fn sample(job: &JobShared, now: Instant) {
                 .saturating_sub(st.console_hosts())
         })),
     };
-    let elapsed = now.saturating_duration_since(started);
+    let elapsed = st.run.elapsed(now);
     // A job that shows no activity (CPU, page faults, process starts, commit)
     // is sampled ever more rarely; any activity brings back the fast rate.
     let activity = s.cpu_time.as_nanos() as u64
@@ -527,28 +426,10 @@ fn sample(job: &JobShared, now: Instant) {
             .map_or(0, |b| b.BasicInfo.TotalPageFaultCount as u64)
         + s.total_processes as u64
         + job_now;
-    st.idle = if activity == st.activity {
-        st.idle.saturating_add(1)
-    } else {
-        0
-    };
-    st.activity = activity;
-    // The pid-list backstop for lost NEW_PROCESS messages keeps its pace
-    // in a job with a process limit.
-    let counts_processes = job.limits.processes.is_some() || job.limits.total_processes.is_some();
-    let interval = if counts_processes {
-        SAMPLE_INTERVAL
-    } else {
-        sample_interval(st.idle)
-    };
-    st.next_sample =
-        Some(monitor().map_or(now + interval, |m| next_due_at(m.epoch, now, interval)));
+    let epoch = monitor().map_or(now, |m| m.epoch);
+    st.run.schedule(&job.limits, activity, epoch, now);
     drop(st);
-    if let Some((verdict, limit)) = check_sample(&job.limits, elapsed, &s) {
-        job.fire(Hit {
-            verdict,
-            limit,
-            mechanism: Mechanism::Monitor,
-        });
+    if let Some(hit) = check_sample(&job.limits, elapsed, &s) {
+        job.fire(hit);
     }
 }

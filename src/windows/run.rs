@@ -1,7 +1,6 @@
 //! One sandboxed run (`Running`) and a long-lived job for several processes
 //! (`Sandbox`), on the Windows backend.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use windows::Win32::Foundation::{HANDLE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
@@ -10,20 +9,20 @@ use windows::Win32::System::Threading::{
 };
 
 use super::handle::*;
-use super::job::{filetime, process_times, supervisor_job, Job, KILL_EXIT_CODE};
-use super::monitor::{self, Hit};
+use super::job::{supervisor_job, Job};
+use super::monitor;
 use super::pipe::{open_file, open_inheritable, pipe, Reader, Writer};
+use super::query::{filetime, process_times, KILL_EXIT_CODE};
 use super::spawn::{spawn, Process, SpawnRequest, Stdio};
 use crate::command::{Command, Output, Stdin};
-use crate::decide::{self, dur_to_timeout_ms};
+use crate::decide::{self, dur_to_timeout_ms, Ending, Hit, DRAIN_LIMIT, OUTPUT_LIMIT_HIT};
+use crate::engine::Outputs;
 use crate::error::{Error, Result};
 use crate::jobplan;
 use crate::limits::Limits;
-use crate::outcome::{ntstatus_name, Mechanism, NotApplied, Outcome, ProcessInfo, Verdict};
-
-/// How long output is still read after the main process exited and the rest
-/// of the job was killed (a handle duplicated out of the job could hold a pipe).
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+use crate::outcome::{
+    ntstatus_name, Accounting, Mechanism, NotApplied, Outcome, ProcessInfo, Verdict,
+};
 /// How often a wait for a live main process looks whether a limit was crossed
 /// (which starts the grace of `decide::hard_stop`), in milliseconds.
 const HIT_CHECK_MS: u32 = 500;
@@ -63,32 +62,6 @@ fn path_str(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-enum Sink {
-    Memory(Vec<u8>),
-    File(std::fs::File),
-    Discard,
-}
-
-/// Keeps at most `remaining` more bytes of output in total; false once over.
-fn deliver(sink: &mut Sink, remaining: &mut Option<u64>, chunk: &[u8]) -> Result<bool> {
-    let keep = match remaining {
-        Some(r) => {
-            let k = (*r).min(chunk.len() as u64) as usize;
-            *r -= k as u64;
-            k
-        }
-        None => chunk.len(),
-    };
-    match sink {
-        Sink::Memory(v) => v.extend_from_slice(&chunk[..keep]),
-        Sink::File(f) => f
-            .write_all(&chunk[..keep])
-            .map_err(|e| Error::from_io("writing output file", e))?,
-        Sink::Discard => {}
-    }
-    Ok(keep == chunk.len())
-}
-
 /// A run in progress. Dropping it kills the whole tree.
 pub struct Running {
     job: Job,
@@ -99,9 +72,7 @@ pub struct Running {
     started_at: u64,
     stdin: Option<Writer>,
     readers: [Reader; 2],
-    sinks: [Sink; 2],
-    remaining: Option<u64>,
-    truncated: bool,
+    outputs: Outputs,
     /// Exit code and wall time, once the exit is seen.
     exit: Option<(u32, f64)>,
     drain_until: Option<Instant>,
@@ -116,17 +87,9 @@ impl Running {
     /// Creates the job, the pipes, and starts the program in the job.
     pub fn start(cmd: &Command) -> Result<Running> {
         let (job, breakaway) = make_job(&cmd.limits)?;
-        let sinks = [&cmd.stdout, &cmd.stderr].map(|o| -> Result<Sink> {
-            Ok(match o {
-                Output::Capture => Sink::Memory(Vec::new()),
-                Output::Discard => Sink::Discard,
-                Output::File(p) => {
-                    Sink::File(std::fs::File::from(open_file(&path_str(p), true, false)?))
-                }
-            })
-        });
-        let [s0, s1] = sinks;
-        let sinks = [s0?, s1?];
+        let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
+            Ok(std::fs::File::from(open_file(&path_str(p), true, false)?))
+        })?;
         let out = pipe(true)?;
         let err = pipe(true)?;
         let (stdin_theirs, writer) = match &cmd.stdin {
@@ -165,9 +128,7 @@ impl Running {
             started_at,
             stdin: writer,
             readers: [Reader::new(out.ours)?, Reader::new(err.ours)?],
-            sinks,
-            remaining: cmd.limits.output_limit,
-            truncated: false,
+            outputs,
             exit: None,
             drain_until: None,
             killed: false,
@@ -208,13 +169,8 @@ impl Running {
         }
         for i in 0..2 {
             while let Some(chunk) = self.readers[i].pump()? {
-                if !deliver(&mut self.sinks[i], &mut self.remaining, chunk)? && !self.truncated {
-                    self.truncated = true;
-                    self.job.shared.fire(Hit {
-                        verdict: Verdict::Ole,
-                        limit: "output_limit",
-                        mechanism: Mechanism::Monitor,
-                    });
+                if self.outputs.deliver(i, chunk)? {
+                    self.job.shared.fire(OUTPUT_LIMIT_HIT);
                 }
             }
         }
@@ -357,7 +313,7 @@ impl Running {
         });
         let acc = self.job.accounting().ok().unwrap_or_default();
         let st = self.job.shared.lock();
-        let hit = st.hit;
+        let hit = st.run.hit;
         let mut o = Outcome {
             exit_code: Some(code as i64),
             status: ntstatus_name(code),
@@ -365,8 +321,8 @@ impl Running {
             user_time: acc.user_time().as_secs_f64(),
             kernel_time: acc.kernel_time().as_secs_f64(),
             wall_time,
-            peak_memory: acc.peak_process_memory.max(st.peak_process_memory),
-            peak_job_memory: acc.peak_job_memory.max(st.peak_job_memory),
+            peak_memory: acc.peak_process_memory.max(st.run.peak_process_memory),
+            peak_job_memory: acc.peak_job_memory.max(st.run.peak_job_memory),
             processes: acc
                 .total_processes
                 .saturating_sub(st.console_hosts())
@@ -374,33 +330,21 @@ impl Running {
                 .max(1),
             read_bytes: acc.read_bytes,
             write_bytes: acc.write_bytes,
-            truncated: self.truncated,
             not_applied: self.job.not_applied.clone(),
             ..Default::default()
         };
         drop(st);
-        for (i, s) in self.sinks.iter_mut().enumerate() {
-            if let Sink::Memory(v) = s {
-                let v = std::mem::take(v);
-                if i == 0 {
-                    o.stdout = v;
-                } else {
-                    o.stderr = v;
-                }
-            }
-        }
-        if let Some(h) = hit {
-            o.verdict = Some(h.verdict);
-            o.mechanism = Some(h.mechanism);
-            o.limit = Some(h.limit);
-        } else if self.killed {
-            o.verdict = Some(Verdict::Se);
-            o.mechanism = Some(Mechanism::Sandbox);
-            o.error = Some("killed by the supervisor before it ended".into());
-        } else {
-            o.verdict = Some(if code == 0 { Verdict::Ok } else { Verdict::Re });
-            o.mechanism = Some(Mechanism::Exit);
-        }
+        self.outputs.finish_into(&mut o);
+        let j = decide::judge(&Ending {
+            hit,
+            killed: self.killed,
+            exit_hit: None,
+            clean_exit: code == 0,
+        });
+        o.verdict = Some(j.verdict);
+        o.mechanism = Some(j.mechanism);
+        o.limit = j.limit;
+        o.error = j.error.map(str::to_string);
         o
     }
 }
@@ -408,16 +352,6 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.job.terminate(KILL_EXIT_CODE);
-    }
-}
-
-/// Runs `cmd` to the end.
-pub fn run(cmd: &Command) -> Result<Outcome> {
-    let mut r = Running::start(cmd)?;
-    loop {
-        if let Some(o) = r.wait(None)? {
-            return Ok(o);
-        }
     }
 }
 
@@ -525,11 +459,23 @@ impl Sandbox {
         self.job.processes()
     }
 
-    /// The verdict-worthy event the monitor saw, if any: (verdict, limit, mechanism).
-    pub fn hit(&self) -> Option<(Verdict, &'static str, Mechanism)> {
-        self.job
-            .shared
-            .hit()
-            .map(|h| (h.verdict, h.limit, h.mechanism))
+    /// The ids of the processes in the job now.
+    pub fn process_ids(&self) -> Result<Vec<u32>> {
+        self.job.process_ids()
+    }
+
+    /// What the job used so far.
+    pub fn accounting(&self) -> Result<Accounting> {
+        self.job.accounting()
+    }
+
+    /// Ends every process in the job, with `exit_code`.
+    pub fn terminate(&self, exit_code: u32) -> Result<()> {
+        self.job.terminate(exit_code)
+    }
+
+    /// The first limit the job crossed, if any.
+    pub fn hit(&self) -> Option<Hit> {
+        self.job.shared.hit()
     }
 }

@@ -324,10 +324,9 @@ pub(crate) fn spawn(job: &Job, req: &SpawnRequest<'_>, stdio: &Stdio) -> Result<
                 return Err(Error::last_os("ResumeThread"));
             }
             if prev != 1 {
-                return Err(Error::os(
-                    format!("ResumeThread: suspend count was {prev}, not 1"),
-                    0,
-                ));
+                return Err(Error::sandbox(format!(
+                    "ResumeThread: the suspend count was {prev}, not 1"
+                )));
             }
             guard.armed = false;
         }

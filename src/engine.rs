@@ -1,0 +1,300 @@
+//! The run lifecycle's platform-neutral parts, written once for both
+//! backends: the output sinks and the output limit, the state a job's owner
+//! and the monitor share (its clock, the first limit crossed, its sampling
+//! schedule, its memory peaks), and the monitor's registry of live jobs.
+//! The backends keep only what touches the OS.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::command::Output;
+use crate::decide::{self, Backoff, Hit};
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::outcome::Outcome;
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(std::fs::File),
+    Discard,
+}
+
+/// Where a run's stdout and stderr go, and how much more output the output
+/// limit lets through (both streams together).
+pub struct Outputs {
+    sinks: [Sink; 2],
+    remaining: Option<u64>,
+    truncated: bool,
+}
+
+impl Outputs {
+    /// Sinks for `stdout` and `stderr`; `create` opens an output file (each
+    /// backend opens files its own way).
+    pub fn open(
+        stdout: &Output,
+        stderr: &Output,
+        limit: Option<u64>,
+        create: impl Fn(&Path) -> Result<std::fs::File>,
+    ) -> Result<Outputs> {
+        let sink = |o: &Output| -> Result<Sink> {
+            Ok(match o {
+                Output::Capture => Sink::Memory(Vec::new()),
+                Output::Discard => Sink::Discard,
+                Output::File(p) => Sink::File(create(p)?),
+            })
+        };
+        Ok(Outputs {
+            sinks: [sink(stdout)?, sink(stderr)?],
+            remaining: limit,
+            truncated: false,
+        })
+    }
+
+    /// Delivers a chunk read from stream `i` (0: stdout, 1: stderr), as much
+    /// of it as the limit allows. True when this chunk is the first that did
+    /// not fit (the caller records the output limit crossed).
+    pub fn deliver(&mut self, i: usize, chunk: &[u8]) -> Result<bool> {
+        let keep = match &mut self.remaining {
+            Some(r) => {
+                let k = (*r).min(chunk.len() as u64) as usize;
+                *r -= k as u64;
+                k
+            }
+            None => chunk.len(),
+        };
+        match &mut self.sinks[i] {
+            Sink::Memory(v) => v.extend_from_slice(&chunk[..keep]),
+            Sink::File(f) => f
+                .write_all(&chunk[..keep])
+                .map_err(|e| Error::from_io("writing output file", e))?,
+            Sink::Discard => {}
+        }
+        let first = keep < chunk.len() && !self.truncated;
+        self.truncated |= keep < chunk.len();
+        Ok(first)
+    }
+
+    /// Moves what was captured into `o`, and whether output was cut.
+    pub fn finish_into(&mut self, o: &mut Outcome) {
+        o.truncated = self.truncated;
+        for (i, s) in self.sinks.iter_mut().enumerate() {
+            if let Sink::Memory(v) = s {
+                let v = std::mem::take(v);
+                if i == 0 {
+                    o.stdout = v;
+                } else {
+                    o.stderr = v;
+                }
+            }
+        }
+    }
+}
+
+/// What a job's owner and the monitor both read and write, on any backend.
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// When the wall clock started (the main process was created).
+    pub started: Option<Instant>,
+    /// The first limit crossed; it decides the verdict.
+    pub hit: Option<Hit>,
+    /// The highest memory of any one process, and of the job, seen so far.
+    pub peak_process_memory: u64,
+    pub peak_job_memory: u64,
+    next_sample: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl RunState {
+    /// Records `hit` unless one was recorded before; true if it is the first
+    /// (the caller ends the job).
+    pub fn record(&mut self, hit: Hit) -> bool {
+        let first = self.hit.is_none();
+        if first {
+            self.hit = Some(hit);
+        }
+        first
+    }
+
+    /// Whether a job sampled at all is due for a sample at `now`.
+    pub fn due(&self, sampled: bool, now: Instant) -> bool {
+        sampled
+            && self.started.is_some()
+            && self.hit.is_none()
+            && self.next_sample.is_none_or(|t| now >= t)
+    }
+
+    /// When the monitor must look at this job next: just past its wall
+    /// limit, and at its next sample while it is sampled and running.
+    pub fn next_wake(&self, limits: &Limits, sampled: bool, now: Instant) -> Option<Instant> {
+        let sample = (sampled && self.started.is_some() && self.hit.is_none())
+            .then(|| self.next_sample.unwrap_or(now));
+        let wall = decide::wall_deadline(limits, self.started);
+        match (sample, wall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Records one sample's activity figure and schedules the next sample
+    /// (the idle back-off, on the grid of a monitor started at `epoch`).
+    /// True if the job showed activity.
+    pub fn schedule(
+        &mut self,
+        limits: &Limits,
+        activity: u64,
+        epoch: Instant,
+        now: Instant,
+    ) -> bool {
+        let active = self.backoff.note(activity);
+        let interval = self.backoff.interval(limits);
+        self.next_sample = Some(decide::next_due_at(epoch, now, interval));
+        active
+    }
+
+    /// Wall time so far (zero before the clock started).
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        self.started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+}
+
+/// The monitor's live jobs, each under a key no other job had (from 1: the
+/// Windows monitor's port uses 0 to wake itself).
+pub struct Registry<T> {
+    jobs: Mutex<BTreeMap<usize, Arc<T>>>,
+    next_key: AtomicUsize,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            jobs: Mutex::new(BTreeMap::new()),
+            next_key: AtomicUsize::new(1),
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<usize, Arc<T>>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh key, not yet registered (the job is built with it).
+    pub fn next_key(&self) -> usize {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn insert(&self, key: usize, job: Arc<T>) {
+        self.lock().insert(key, job);
+    }
+
+    pub fn remove(&self, key: usize) {
+        self.lock().remove(&key);
+    }
+
+    pub fn get(&self, key: usize) -> Option<Arc<T>> {
+        self.lock().get(&key).cloned()
+    }
+
+    /// Every live job now (the lock is not held while the caller works).
+    pub fn all(&self) -> Vec<Arc<T>> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+/// The shared state behind `m`, even if a thread panicked holding it.
+pub fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Verdict;
+
+    #[test]
+    fn output_limit_counts_both_streams_and_fires_once() {
+        let mut o = Outputs::open(
+            &Output::Capture,
+            &Output::Capture,
+            Some(5),
+            |_| unreachable!(),
+        )
+        .unwrap();
+        assert!(!o.deliver(0, b"abc").unwrap());
+        assert!(o.deliver(1, b"defg").unwrap());
+        assert!(!o.deliver(0, b"h").unwrap());
+        let mut out = Outcome::default();
+        o.finish_into(&mut out);
+        assert_eq!(
+            (out.stdout.as_slice(), out.stderr.as_slice()),
+            (&b"abc"[..], &b"de"[..])
+        );
+        assert!(out.truncated);
+        let mut free =
+            Outputs::open(&Output::Capture, &Output::Discard, None, |_| unreachable!()).unwrap();
+        assert!(!free.deliver(1, &[0; 1 << 16]).unwrap());
+        assert!(!free.deliver(0, b"x").unwrap());
+        let mut out = Outcome::default();
+        free.finish_into(&mut out);
+        assert_eq!(
+            (out.stdout.len(), out.stderr.len(), out.truncated),
+            (1, 0, false)
+        );
+    }
+
+    #[test]
+    fn the_first_hit_stays() {
+        let mut st = RunState::default();
+        let wle = Hit::monitor(Verdict::Wle, "wall_time");
+        assert!(st.record(wle));
+        assert!(!st.record(Hit::kernel(Verdict::Tle, "cpu_time")));
+        assert_eq!(st.hit, Some(wle));
+    }
+
+    #[test]
+    fn a_job_is_due_once_started_and_until_a_hit() {
+        let l = Limits {
+            memory: Some(1 << 20),
+            wall_time: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let now = Instant::now();
+        let mut st = RunState::default();
+        assert!(!st.due(true, now));
+        assert_eq!(st.next_wake(&l, true, now), None);
+        st.started = Some(now);
+        assert!(st.due(true, now) && !st.due(false, now));
+        assert_eq!(st.next_wake(&l, true, now), Some(now));
+        assert!(st.schedule(&l, 7, now, now));
+        assert!(!st.due(true, now));
+        let next = st.next_wake(&l, true, now).unwrap();
+        assert!(
+            next > now && next <= now + decide::SAMPLE_INTERVAL * 2,
+            "{next:?}"
+        );
+        st.record(Hit::monitor(Verdict::Mle, "memory"));
+        assert!(!st.due(true, now + Duration::from_secs(5)));
+        assert_eq!(
+            st.next_wake(&l, true, now),
+            Some(now + Duration::from_millis(1001))
+        );
+    }
+
+    #[test]
+    fn registry_keys_are_fresh_and_start_at_one() {
+        let r: Registry<u8> = Registry::default();
+        let (a, b) = (r.next_key(), r.next_key());
+        assert_eq!((a, b), (1, 2));
+        r.insert(a, Arc::new(10));
+        r.insert(b, Arc::new(20));
+        assert_eq!(r.get(b).as_deref(), Some(&20));
+        r.remove(a);
+        assert_eq!(r.all().iter().map(|v| **v).collect::<Vec<_>>(), vec![20]);
+        assert!(r.get(a).is_none());
+    }
+}
