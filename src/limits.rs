@@ -157,6 +157,131 @@ impl Limits {
     }
 }
 
+/// What kind of value a limit takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Bytes, at least 1.
+    Size,
+    /// Bytes, 0 allowed.
+    SizeOrZero,
+    Seconds,
+    /// A count of processes, from 1.
+    Count,
+    /// A percentage, from 1 to 100.
+    Percent,
+    /// A processor mask, not 0.
+    Mask,
+    Priority,
+    /// On or off.
+    Flag,
+}
+
+/// Every limit, by the name the Python keywords, the JSON and the stub use,
+/// with its kind: the one list. [`Limits::set`] and [`Limits::get`] reach
+/// the fields by these names.
+pub const FIELDS: [(&str, Kind); 13] = [
+    ("memory", Kind::Size),
+    ("job_memory", Kind::Size),
+    ("cpu_time", Kind::Seconds),
+    ("wall_time", Kind::Seconds),
+    ("processes", Kind::Count),
+    ("total_processes", Kind::Count),
+    ("output_limit", Kind::SizeOrZero),
+    ("cpu_rate", Kind::Percent),
+    ("affinity", Kind::Mask),
+    ("priority", Kind::Priority),
+    ("io_rate", Kind::Size),
+    ("ui_restrictions", Kind::Flag),
+    ("no_crash_dialogs", Kind::Flag),
+];
+
+/// One limit's value, as [`Limits::set`] takes it and [`Limits::get`] gives it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    Unset,
+    /// Bytes, counts, percentages and masks.
+    Number(u64),
+    Seconds(Duration),
+    Priority(Priority),
+    Flag(bool),
+}
+
+impl Limits {
+    /// Sets the limit `field` (a name of [`FIELDS`]) to `v`. The value's range
+    /// is checked by [`Limits::validate`]; a value of the wrong kind, or
+    /// too large for the field, is an error naming the field.
+    pub fn set(&mut self, field: &'static str, v: Value) -> Result<()> {
+        let wrong = || Error::invalid(field, format!("{v:?} is not a value of this limit"));
+        let num = |n: Option<u64>| -> Result<Option<u32>> {
+            n.map(|n| {
+                u32::try_from(n)
+                    .map_err(|_| Error::invalid(field, format!("{n} is more than {}", u32::MAX)))
+            })
+            .transpose()
+        };
+        let (n, d) = match v {
+            Value::Unset => (None, None),
+            Value::Number(n) => (Some(n), None),
+            Value::Seconds(d) => (None, Some(d)),
+            Value::Priority(p) if field == "priority" => {
+                self.priority = Some(p);
+                return Ok(());
+            }
+            Value::Flag(b) if field == "ui_restrictions" => {
+                self.ui_restrictions = b;
+                return Ok(());
+            }
+            Value::Flag(b) if field == "no_crash_dialogs" => {
+                self.no_crash_dialogs = b;
+                return Ok(());
+            }
+            Value::Priority(_) | Value::Flag(_) => return Err(wrong()),
+        };
+        let seconds = matches!(field, "cpu_time" | "wall_time");
+        if (n.is_some() && seconds) || (d.is_some() && !seconds) {
+            return Err(wrong());
+        }
+        match field {
+            "memory" => self.memory = n,
+            "job_memory" => self.job_memory = n,
+            "cpu_time" => self.cpu_time = d,
+            "wall_time" => self.wall_time = d,
+            "processes" => self.processes = num(n)?,
+            "total_processes" => self.total_processes = num(n)?,
+            "output_limit" => self.output_limit = n,
+            "cpu_rate" => self.cpu_rate = num(n)?,
+            "affinity" => self.affinity = n,
+            "priority" => self.priority = None,
+            "io_rate" => self.io_rate = n,
+            _ => return Err(Error::invalid(field, "no such limit")),
+        }
+        Ok(())
+    }
+
+    /// The value of the limit `field` (a name of [`FIELDS`]).
+    pub fn get(&self, field: &str) -> Value {
+        let n = |v: Option<u64>| v.map_or(Value::Unset, Value::Number);
+        let c = |v: Option<u32>| n(v.map(u64::from));
+        let d = |v: Option<Duration>| v.map_or(Value::Unset, Value::Seconds);
+        match field {
+            "memory" => n(self.memory),
+            "job_memory" => n(self.job_memory),
+            "cpu_time" => d(self.cpu_time),
+            "wall_time" => d(self.wall_time),
+            "processes" => c(self.processes),
+            "total_processes" => c(self.total_processes),
+            "output_limit" => n(self.output_limit),
+            "cpu_rate" => c(self.cpu_rate),
+            "affinity" => n(self.affinity),
+            "priority" => self.priority.map_or(Value::Unset, Value::Priority),
+            "io_rate" => n(self.io_rate),
+            "ui_restrictions" => Value::Flag(self.ui_restrictions),
+            "no_crash_dialogs" => Value::Flag(self.no_crash_dialogs),
+            _ => Value::Unset,
+        }
+    }
+}
+
 fn check_size(field: &'static str, v: u64) -> Result<()> {
     if v > MAX_SIZE {
         return Err(Error::invalid(
@@ -417,5 +542,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("priority"));
+    }
+
+    #[test]
+    fn every_field_is_set_and_read_back_by_its_name() {
+        let mut l = Limits::default();
+        for (i, (name, kind)) in FIELDS.iter().enumerate() {
+            let v = match kind {
+                Kind::Seconds => Value::Seconds(Duration::from_millis(100 + i as u64)),
+                Kind::Priority => Value::Priority(Priority::parse("high").unwrap()),
+                Kind::Flag => Value::Flag(false),
+                _ => Value::Number(1 + i as u64),
+            };
+            l.set(name, v).unwrap();
+            assert_eq!(l.get(name), v, "{name}");
+        }
+        assert_ne!(l, Limits::default());
+        l.validate().unwrap();
+        for (name, kind) in FIELDS {
+            if kind != Kind::Flag {
+                l.set(name, Value::Unset).unwrap();
+                assert_eq!(l.get(name), Value::Unset, "{name}");
+            }
+        }
+        assert!(l
+            .set("memory", Value::Seconds(Duration::from_secs(1)))
+            .is_err());
+        assert!(l.set("wall_time", Value::Number(1)).is_err());
+        assert!(l.set("processes", Value::Number(1 << 40)).is_err());
+        assert!(l.set("priority", Value::Flag(true)).is_err());
+        assert!(l.set("nonsense", Value::Number(1)).is_err());
     }
 }

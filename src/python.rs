@@ -5,15 +5,17 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 
 use crate::backend;
 use crate::cmdline::EnvSpec;
 use crate::command::{Command, Output, SpawnPath, Stdin};
 use crate::error::Error;
-use crate::limits::{duration_from_secs, Limits, Priority};
+use crate::limits::{
+    duration_from_secs, parse_duration, parse_size, Kind, Limits, Priority, Value, FIELDS,
+};
 use crate::outcome::Outcome;
 
 /// How long one GIL-free wait lasts before signals are checked.
@@ -47,39 +49,115 @@ fn secs(field: &'static str, v: Option<f64>) -> PyResult<Option<Duration>> {
         .map_err(to_py)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn limits(
-    memory: Option<u64>,
-    job_memory: Option<u64>,
-    cpu_time: Option<f64>,
-    wall_time: Option<f64>,
-    processes: Option<u32>,
-    total_processes: Option<u32>,
-    output_limit: Option<u64>,
-    cpu_rate: Option<u32>,
-    affinity: Option<u64>,
-    priority: Option<&str>,
-    io_rate: Option<u64>,
-    ui_restrictions: bool,
-    no_crash_dialogs: bool,
-) -> PyResult<Limits> {
-    let l = Limits {
-        memory,
-        job_memory,
-        cpu_time: secs("cpu_time", cpu_time)?,
-        wall_time: secs("wall_time", wall_time)?,
-        processes,
-        total_processes,
-        output_limit,
-        cpu_rate,
-        affinity,
-        priority: priority.map(Priority::parse).transpose().map_err(to_py)?,
-        io_rate,
-        ui_restrictions,
-        no_crash_dialogs,
-    };
+/// One limit's value as Python gives it: an int (never a bool) for bytes and
+/// counts, a number of seconds, or a string with units; a bool for a flag.
+/// Errors are TypeError or ValueError naming the field.
+fn py_value(field: &'static str, kind: Kind, v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let got = || v.repr().map_or_else(|_| "?".into(), |r| r.to_string());
+    let type_err =
+        |what: &str| PyTypeError::new_err(format!("{field}: expected {what}, got {}", got()));
+    let is_bool = v.is_instance_of::<PyBool>();
+    if kind == Kind::Flag {
+        return match is_bool {
+            true => Ok(Value::Flag(v.extract()?)),
+            false => Err(type_err("a bool")),
+        };
+    }
+    if v.is_none() {
+        return Ok(Value::Unset);
+    }
+    let text = v.cast::<PyString>().ok().map(|s| s.to_string());
+    let int = (!is_bool)
+        .then(|| {
+            v.cast::<PyInt>()
+                .ok()
+                .and_then(|i| i.extract::<i128>().ok())
+        })
+        .flatten();
+    let out_of_range =
+        |n: i128, what: &str| PyValueError::new_err(format!("invalid {field}: {n} ({what})"));
+    match kind {
+        Kind::Flag => unreachable!("handled above"),
+        Kind::Priority => match text {
+            Some(t) => Ok(Value::Priority(Priority::parse(&t).map_err(to_py)?)),
+            None => Err(type_err("a string")),
+        },
+        Kind::Seconds => {
+            let secs = match (text, int) {
+                (Some(t), _) => {
+                    return Ok(Value::Seconds(parse_duration(field, &t).map_err(to_py)?))
+                }
+                (None, Some(n)) => n as f64,
+                (None, None) if !is_bool && v.is_instance_of::<PyFloat>() => v.extract::<f64>()?,
+                _ => return Err(type_err("seconds as a number or a string like '1.5s'")),
+            };
+            if !secs.is_finite() || secs <= 0.0 {
+                return Err(PyValueError::new_err(format!(
+                    "invalid {field}: {secs} (must be a positive, finite number of seconds)"
+                )));
+            }
+            Ok(Value::Seconds(
+                duration_from_secs(field, secs).map_err(to_py)?,
+            ))
+        }
+        Kind::Size | Kind::SizeOrZero => match (text, int) {
+            (Some(t), _) => Ok(Value::Number(parse_size(field, &t).map_err(to_py)?)),
+            (None, Some(n)) => u64::try_from(n)
+                .map(Value::Number)
+                .map_err(|_| out_of_range(n, "bytes must be >= 0")),
+            _ => Err(type_err("bytes as an int or a string like '256MiB'")),
+        },
+        Kind::Count | Kind::Percent | Kind::Mask => match int {
+            Some(n) => u64::try_from(n)
+                .ok()
+                .filter(|&n| kind == Kind::Mask || n <= u64::from(u32::MAX))
+                .map(Value::Number)
+                .ok_or_else(|| out_of_range(n, "out of range")),
+            None => Err(type_err("an int")),
+        },
+    }
+}
+
+/// `Limits` from anything that has the limits by name: a `winsandbox.Limits`
+/// (its attributes) or a dict of keywords; a name a dict has that is no
+/// limit is a TypeError. Validated.
+fn limits_from(src: &Bound<'_, PyAny>) -> PyResult<Limits> {
+    let mut l = Limits::default();
+    if let Ok(d) = src.cast::<PyDict>() {
+        for (k, v) in d.iter() {
+            let k: String = k.extract()?;
+            let Some(&(field, kind)) = FIELDS.iter().find(|(f, _)| *f == k) else {
+                return Err(PyTypeError::new_err(format!("unexpected limit {k:?}")));
+            };
+            l.set(field, py_value(field, kind, &v)?).map_err(to_py)?;
+        }
+    } else {
+        for (field, kind) in FIELDS {
+            let v = src.getattr(field)?;
+            l.set(field, py_value(field, kind, &v)?).map_err(to_py)?;
+        }
+    }
     l.validate().map_err(to_py)?;
     Ok(l)
+}
+
+/// Checks limits given as keywords, in Rust, the one place they are checked:
+/// returns each limit's value as it will be applied (bytes, seconds, counts,
+/// the priority's name, flags), for `winsandbox.Limits` to keep.
+#[pyfunction]
+fn check_limits<'py>(py: Python<'py>, limits: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    let l = limits_from(limits.as_any())?;
+    let out = PyDict::new(py);
+    for (field, _) in FIELDS {
+        match l.get(field) {
+            Value::Unset => out.set_item(field, py.None())?,
+            Value::Number(n) => out.set_item(field, n)?,
+            Value::Seconds(d) => out.set_item(field, d.as_secs_f64())?,
+            Value::Priority(p) => out.set_item(field, p.name())?,
+            Value::Flag(b) => out.set_item(field, b)?,
+        }
+    }
+    Ok(out)
 }
 
 fn output(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<Output> {
@@ -201,24 +279,87 @@ fn outcome_dict<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyDict
     Ok(d)
 }
 
+/// A native object a Python object owns until `close()`; after that, every
+/// use is a RuntimeError saying what was closed.
+struct Slot<T> {
+    inner: Mutex<Option<T>>,
+    what: &'static str,
+}
+
+impl<T: Send> Slot<T> {
+    fn new(value: T, what: &'static str) -> Self {
+        Slot {
+            inner: Mutex::new(Some(value)),
+            what,
+        }
+    }
+
+    fn closed_error(&self) -> PyErr {
+        PyRuntimeError::new_err(format!("this {} is closed", self.what))
+    }
+
+    /// `f` on the value; a RuntimeError once closed.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> PyResult<R>) -> PyResult<R> {
+        let mut g = crate::engine::lock(&self.inner);
+        f(g.as_mut().ok_or_else(|| self.closed_error())?)
+    }
+
+    /// Drops the value (killing what it owns) without the GIL. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let taken = crate::engine::lock(&self.inner).take();
+        py.detach(move || drop(taken));
+    }
+
+    fn is_closed(&self) -> bool {
+        crate::engine::lock(&self.inner).is_none()
+    }
+}
+
+/// `#[pymethods]` for `$class`, whose `inner` is a [`Slot`], with the methods
+/// every such class has: `close` (documented by `$close`), `closed`, and the
+/// context manager.
+macro_rules! with_close {
+    ($class:ident, $close:literal, $($methods:tt)*) => {
+        #[pymethods]
+        impl $class {
+            $($methods)*
+
+            #[doc = $close]
+            fn close(&self, py: Python<'_>) {
+                self.inner.close(py);
+            }
+
+            #[getter]
+            fn closed(&self) -> bool {
+                self.inner.is_closed()
+            }
+
+            fn __enter__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            #[pyo3(signature = (*_exc))]
+            fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) {
+                self.inner.close(py);
+            }
+        }
+    };
+}
+
 /// A run in progress. `wait()` releases the GIL; dropping or closing it kills the tree.
 #[pyclass(module = "winsandbox._winsandbox")]
 struct Run {
-    inner: Mutex<Option<backend::Running>>,
+    inner: Slot<backend::Running>,
     pid: u32,
 }
 
-fn closed() -> PyErr {
-    PyRuntimeError::new_err("this run is closed")
-}
-
-#[pymethods]
-impl Run {
+with_close! {
+    Run,
+    "Kills whatever still runs and frees every handle. Idempotent.",
     #[getter]
     fn pid(&self) -> u32 {
         self.pid
     }
-
     /// The outcome as a dict once the run ended within `timeout` seconds
     /// (`None`: wait until it ends), else `None`. Ctrl-C raises
     /// KeyboardInterrupt (the caller closes the run).
@@ -235,18 +376,9 @@ impl Run {
                 Some(t) => t.saturating_sub(start.elapsed()).min(SLICE),
                 None => SLICE,
             };
-            let r = py.detach(|| {
-                let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                match g.as_mut() {
-                    Some(r) => r.wait(Some(slice)).map(Some),
-                    None => Ok(None),
-                }
-            });
-            match r {
-                Err(e) => return Err(to_py(e)),
-                Ok(None) => return Err(closed()),
-                Ok(Some(Some(o))) => return Ok(Some(outcome_dict(py, &o)?)),
-                Ok(Some(None)) => {}
+            let r = py.detach(|| self.inner.with(|r| r.wait(Some(slice)).map_err(to_py)))?;
+            if let Some(o) = r {
+                return Ok(Some(outcome_dict(py, &o)?));
             }
             py.check_signals()?;
             if total.is_some_and(|t| start.elapsed() >= t) {
@@ -254,40 +386,12 @@ impl Run {
             }
         }
     }
-
     /// Ends the whole process tree now (the outcome then says SE, killed).
     fn kill(&self) -> PyResult<()> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.as_mut().ok_or_else(closed)?.kill();
-        Ok(())
-    }
-
-    /// Kills whatever still runs and frees every handle. Idempotent.
-    fn close(&self, py: Python<'_>) {
-        let taken = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
-        py.detach(move || drop(taken));
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _t: Option<&Bound<'_, PyAny>>,
-        _v: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) {
-        self.close(py);
+        self.inner.with(|r| {
+            r.kill();
+            Ok(())
+        })
     }
 }
 
@@ -295,9 +399,7 @@ impl Run {
 #[pyfunction]
 #[pyo3(signature = (
     argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None,
-    stderr=None, spawn_path="auto",
-    memory=None, job_memory=None, cpu_time=None, wall_time=None, processes=None, total_processes=None,
-    output_limit=None, cpu_rate=None, affinity=None, priority=None, io_rate=None, ui_restrictions=true, no_crash_dialogs=true
+    stderr=None, spawn_path="auto", limits=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn start(
@@ -310,35 +412,9 @@ fn start(
     stdout: Option<Bound<'_, PyAny>>,
     stderr: Option<Bound<'_, PyAny>>,
     spawn_path: &str,
-    memory: Option<u64>,
-    job_memory: Option<u64>,
-    cpu_time: Option<f64>,
-    wall_time: Option<f64>,
-    processes: Option<u32>,
-    total_processes: Option<u32>,
-    output_limit: Option<u64>,
-    cpu_rate: Option<u32>,
-    affinity: Option<u64>,
-    priority: Option<&str>,
-    io_rate: Option<u64>,
-    ui_restrictions: bool,
-    no_crash_dialogs: bool,
+    limits: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Run> {
-    let l = limits(
-        memory,
-        job_memory,
-        cpu_time,
-        wall_time,
-        processes,
-        total_processes,
-        output_limit,
-        cpu_rate,
-        affinity,
-        priority,
-        io_rate,
-        ui_restrictions,
-        no_crash_dialogs,
-    )?;
+    let l = limits.map(limits_from).transpose()?.unwrap_or_default();
     let pipe = PIPE.into_pyobject(py)?.into_any();
     let cmd = command(
         argv,
@@ -354,7 +430,7 @@ fn start(
     let r = py.detach(|| backend::Running::start(&cmd)).map_err(to_py)?;
     let pid = r.pid();
     Ok(Run {
-        inner: Mutex::new(Some(r)),
+        inner: Slot::new(r, "run"),
         pid,
     })
 }
@@ -397,60 +473,26 @@ impl Process {
 /// process list while they run, terminate it.
 #[pyclass(module = "winsandbox._winsandbox", name = "Sandbox")]
 struct NativeSandbox {
-    inner: Mutex<Option<backend::Sandbox>>,
+    inner: Slot<backend::Sandbox>,
 }
 
 impl NativeSandbox {
     fn with<T>(&self, f: impl FnOnce(&backend::Sandbox) -> PyResult<T>) -> PyResult<T> {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(g.as_ref()
-            .ok_or_else(|| PyRuntimeError::new_err("this sandbox is closed"))?)
+        self.inner.with(|sb| f(sb))
     }
 }
 
-#[pymethods]
-impl NativeSandbox {
+with_close! {
+    NativeSandbox,
+    "Kills every process of the job and frees it. Idempotent.",
     #[new]
-    #[pyo3(signature = (
-        *, memory=None, job_memory=None, cpu_time=None, wall_time=None, processes=None, total_processes=None,
-        output_limit=None, cpu_rate=None, affinity=None, priority=None, io_rate=None, ui_restrictions=true, no_crash_dialogs=true
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        memory: Option<u64>,
-        job_memory: Option<u64>,
-        cpu_time: Option<f64>,
-        wall_time: Option<f64>,
-        processes: Option<u32>,
-        total_processes: Option<u32>,
-        output_limit: Option<u64>,
-        cpu_rate: Option<u32>,
-        affinity: Option<u64>,
-        priority: Option<&str>,
-        io_rate: Option<u64>,
-        ui_restrictions: bool,
-        no_crash_dialogs: bool,
-    ) -> PyResult<Self> {
-        let l = limits(
-            memory,
-            job_memory,
-            cpu_time,
-            wall_time,
-            processes,
-            total_processes,
-            output_limit,
-            cpu_rate,
-            affinity,
-            priority,
-            io_rate,
-            ui_restrictions,
-            no_crash_dialogs,
-        )?;
+    #[pyo3(signature = (limits=None))]
+    fn new(limits: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let l = limits.map(limits_from).transpose()?.unwrap_or_default();
         Ok(NativeSandbox {
-            inner: Mutex::new(Some(backend::Sandbox::new(&l).map_err(to_py)?)),
+            inner: Slot::new(backend::Sandbox::new(&l).map_err(to_py)?, "sandbox"),
         })
     }
-
     /// Starts a process in the job; stdio: None (null device) or file paths.
     #[pyo3(signature = (argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None, stderr=None, spawn_path="auto"))]
     #[allow(clippy::too_many_arguments)]
@@ -494,7 +536,6 @@ impl NativeSandbox {
             })
         })
     }
-
     /// What each live process of the job uses now: a dict per process with
     /// pid, name, working_set, peak_working_set, private_memory, handles,
     /// user_time, kernel_time.
@@ -515,12 +556,10 @@ impl NativeSandbox {
             })
             .collect()
     }
-
     /// The ids of the processes in the job now.
     fn process_ids(&self) -> PyResult<Vec<u32>> {
         self.with(|sb| sb.process_ids().map_err(to_py))
     }
-
     /// What the job used so far: cpu_time (s), user_time, kernel_time,
     /// peak_memory, peak_job_memory, processes, active_processes,
     /// read_bytes, write_bytes.
@@ -542,13 +581,11 @@ impl NativeSandbox {
         })?;
         Ok(d)
     }
-
     /// Ends every process in the job (Windows: with `exit_code`).
     #[pyo3(signature = (exit_code=1))]
     fn terminate(&self, exit_code: u32) -> PyResult<()> {
         self.with(|sb| sb.terminate(exit_code).map_err(to_py))
     }
-
     /// The limit the monitor saw crossed, if any: (verdict, limit, mechanism).
     fn hit(&self) -> PyResult<Option<(&'static str, &'static str, &'static str)>> {
         self.with(|sb| {
@@ -556,59 +593,6 @@ impl NativeSandbox {
                 .hit()
                 .map(|h| (h.verdict.as_str(), h.limit, h.mechanism.as_str())))
         })
-    }
-
-    /// Kills every process of the job and frees it. Idempotent.
-    fn close(&self, py: Python<'_>) {
-        let taken = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
-        py.detach(move || drop(taken));
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _t: Option<&Bound<'_, PyAny>>,
-        _v: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) {
-        self.close(py);
-    }
-}
-
-/// Parses a size (`"256MiB"`, `"1.5G"`) to bytes; ValueError names `field`.
-#[pyfunction]
-fn parse_size(field: &str, value: &str) -> PyResult<u64> {
-    crate::limits::parse_size("value", value).map_err(|e| named(field, e))
-}
-
-/// Parses a duration (`"1.5s"`, `"200ms"`, `"2"`) to seconds.
-#[pyfunction]
-fn parse_duration(field: &str, value: &str) -> PyResult<f64> {
-    crate::limits::parse_duration("value", value)
-        .map(|d| d.as_secs_f64())
-        .map_err(|e| named(field, e))
-}
-
-/// A parse error of a value the caller names `field` (any name, not only a
-/// limit's: the Rust error names fields by static strings).
-fn named(field: &str, e: Error) -> PyErr {
-    match e {
-        Error::Invalid { message, .. } => {
-            PyValueError::new_err(format!("invalid {field}: {message}"))
-        }
-        e => to_py(e),
     }
 }
 
@@ -645,8 +629,7 @@ fn _winsandbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Process>()?;
     m.add_class::<NativeSandbox>()?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
-    m.add_function(wrap_pyfunction!(parse_size, m)?)?;
-    m.add_function(wrap_pyfunction!(parse_duration, m)?)?;
+    m.add_function(wrap_pyfunction!(check_limits, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(wine_version, m)?)?;
     m.add_function(wrap_pyfunction!(backend_name, m)?)?;

@@ -194,7 +194,7 @@ def _start(
             stdout=default if stdout is None else stdout,
             stderr=default if stderr is None else stderr,
             spawn_path=spawn_path,
-            **lim.native(),
+            limits=lim,
         )
     except OSError as e:
         raise _sandbox_error(e) from None
@@ -502,7 +502,7 @@ class Sandbox:
     def __init__(self, limits: Optional[Limits] = None) -> None:
         lim = limits if limits is not None else Limits()
         try:
-            self._native = _winsandbox.Sandbox(**lim.native())
+            self._native = _winsandbox.Sandbox(lim)
         except OSError as e:
             raise _sandbox_error(e) from None
         self.limits = lim

@@ -1,8 +1,9 @@
 # Stub of the native module (src/python.rs). Kept honest by
 # `python -m mypy.stubtest winsandbox._winsandbox` (see .mypy-stubtest-allowlist).
 from os import PathLike
-from types import TracebackType
 from typing import Any, Optional, Union, final
+
+from ._limits import Limits
 
 __version__: str
 PIPE: int
@@ -20,12 +21,7 @@ class Run:
     def kill(self) -> None: ...
     def close(self) -> None: ...
     def __enter__(self) -> Run: ...
-    def __exit__(
-        self,
-        _t: Optional[type[BaseException]],
-        _v: Optional[BaseException],
-        _tb: Optional[TracebackType],
-    ) -> None: ...
+    def __exit__(self, *_exc: object) -> None: ...
 
 @final
 class Process:
@@ -35,23 +31,7 @@ class Process:
 
 @final
 class Sandbox:
-    def __new__(
-        cls,
-        *,
-        memory: Optional[int] = None,
-        job_memory: Optional[int] = None,
-        cpu_time: Optional[float] = None,
-        wall_time: Optional[float] = None,
-        processes: Optional[int] = None,
-        total_processes: Optional[int] = None,
-        output_limit: Optional[int] = None,
-        cpu_rate: Optional[int] = None,
-        affinity: Optional[int] = None,
-        priority: Optional[str] = None,
-        io_rate: Optional[int] = None,
-        ui_restrictions: bool = True,
-        no_crash_dialogs: bool = True,
-    ) -> Sandbox: ...
+    def __new__(cls, limits: Optional[Limits] = None) -> Sandbox: ...
     @property
     def closed(self) -> bool: ...
     def spawn(
@@ -73,12 +53,7 @@ class Sandbox:
     def hit(self) -> Optional[tuple[str, str, str]]: ...
     def close(self) -> None: ...
     def __enter__(self) -> Sandbox: ...
-    def __exit__(
-        self,
-        _t: Optional[type[BaseException]],
-        _v: Optional[BaseException],
-        _tb: Optional[TracebackType],
-    ) -> None: ...
+    def __exit__(self, *_exc: object) -> None: ...
 
 def start(
     argv: list[str],
@@ -90,22 +65,9 @@ def start(
     stdout: Union[int, _Path, None] = None,
     stderr: Union[int, _Path, None] = None,
     spawn_path: str = "auto",
-    memory: Optional[int] = None,
-    job_memory: Optional[int] = None,
-    cpu_time: Optional[float] = None,
-    wall_time: Optional[float] = None,
-    processes: Optional[int] = None,
-    total_processes: Optional[int] = None,
-    output_limit: Optional[int] = None,
-    cpu_rate: Optional[int] = None,
-    affinity: Optional[int] = None,
-    priority: Optional[str] = None,
-    io_rate: Optional[int] = None,
-    ui_restrictions: bool = True,
-    no_crash_dialogs: bool = True,
+    limits: Optional[Limits] = None,
 ) -> Run: ...
-def parse_size(field: str, value: str) -> int: ...
-def parse_duration(field: str, value: str) -> float: ...
+def check_limits(limits: dict[str, Any]) -> dict[str, Any]: ...
 def cli_main(args: list[str]) -> int: ...
 def wine_version() -> Optional[str]: ...
 def backend_name() -> str: ...
