@@ -448,6 +448,11 @@ impl Process {
         self.inner.pid()
     }
 
+    /// Ends this process (not its children: they stay in the job).
+    fn kill(&self) -> PyResult<()> {
+        self.inner.kill().map_err(to_py)
+    }
+
     /// The exit code once it ended within `timeout` seconds, else None.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i64>> {

@@ -6,10 +6,11 @@ import asyncio
 import concurrent.futures
 import enum
 import os
+import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, AnyStr, Generic, Literal, Optional, Union, overload
 
@@ -474,24 +475,44 @@ class ProcessInfo:
 
 
 class SandboxProcess:
-    """A process started in a `Sandbox`."""
+    """A process started in a `Sandbox`; like ``subprocess.Popen`` where the
+    names match (``args``, ``pid``, ``returncode``, ``poll``, ``wait``,
+    ``kill``, ``terminate``). Its exit code is as `Outcome.exit_code`: on
+    Linux, minus the signal that ended it."""
 
-    def __init__(self, native: _winsandbox.Process) -> None:
+    def __init__(self, native: _winsandbox.Process, args: list[str]) -> None:
         self._native = native
+        self.args = args
+        self.returncode: Optional[int] = None
 
     @property
     def pid(self) -> int:
         return self._native.pid
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        """The exit code once it ended within ``timeout`` seconds, else None."""
-        return self._native.wait(timeout)
+    def poll(self) -> Optional[int]:
+        """The exit code if it has ended, else None (never waits)."""
+        return self.returncode if self.returncode is not None else self._wait(0)
 
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """The exit code once it ends; ``subprocess.TimeoutExpired`` if it
+        has not within ``timeout`` seconds."""
+        rc = self.returncode if self.returncode is not None else self._wait(timeout)
+        if rc is None:
+            raise subprocess.TimeoutExpired(self.args, timeout if timeout is not None else 0.0)
+        return rc
 
-@dataclass
-class _State:
-    native: Optional[_winsandbox.Sandbox] = None
-    processes: list[SandboxProcess] = field(default_factory=list)
+    def kill(self) -> None:
+        """Ends this process now (its children stay in the job: `Sandbox.terminate` ends all)."""
+        self._native.kill()
+
+    terminate = kill
+    """As `kill` (as ``Popen.terminate`` is on Windows)."""
+
+    def _wait(self, timeout: Optional[float]) -> Optional[int]:
+        rc = self._native.wait(timeout)
+        if rc is not None:
+            self.returncode = rc
+        return rc
 
 
 class Sandbox:
@@ -520,9 +541,10 @@ class Sandbox:
     ) -> SandboxProcess:
         """Starts a process in the job; stdio are files or the null device."""
         changes, inherit = _env_changes(env, extra_env)
+        argv = _argv(args)
         try:
             p = self._native.spawn(
-                _argv(args),
+                argv,
                 cwd=cwd,
                 env=changes,
                 env_inherit=inherit,
@@ -532,7 +554,7 @@ class Sandbox:
             )
         except OSError as e:
             raise _sandbox_error(e) from None
-        return SandboxProcess(p)
+        return SandboxProcess(p, argv)
 
     def process_ids(self) -> list[int]:
         return self._native.process_ids()

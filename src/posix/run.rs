@@ -612,6 +612,23 @@ impl Child {
         self.pid as u32
     }
 
+    /// Ends this process (`SIGKILL`); its own children stay in the job.
+    /// Nothing is sent once it has been reaped: its pid may be another's.
+    pub fn kill(&self) -> Result<()> {
+        let st = crate::engine::lock(&self.status);
+        if st.is_none() {
+            // SAFETY: kill(2) on our own child, not yet reaped (the lock
+            // keeps `wait` from reaping it meanwhile), so the pid is still its.
+            if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    return Err(Error::from_io("kill", e));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The exit code (minus the signal) once it ended within `timeout`.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<i64>> {
         let until = timeout.map(|t| Instant::now() + t);

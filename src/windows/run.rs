@@ -380,6 +380,18 @@ impl Child {
         self.process.pid
     }
 
+    /// Ends this process (`TerminateProcess`, with [`KILL_EXIT_CODE`]); its
+    /// own children stay in the job. One that has already ended is left as
+    /// it is.
+    pub fn kill(&self) -> Result<()> {
+        // SAFETY: the process handle is open for the life of `self`.
+        match unsafe { TerminateProcess(raw(&self.process.handle), KILL_EXIT_CODE) } {
+            Ok(()) => Ok(()),
+            Err(_) if self.wait(Some(Duration::ZERO))?.is_some() => Ok(()),
+            Err(e) => Err(werr("TerminateProcess", e)),
+        }
+    }
+
     pub fn handle(&self) -> &OwnedHandle {
         &self.process.handle
     }

@@ -15,6 +15,8 @@ import winsandbox
 from conftest import PY, WINE, alive, py
 from winsandbox import Limits, Sandbox
 
+KILLED_CODE = 0xE0575342  # "WSBK": the exit code of a process the sandbox ends on Windows
+
 
 def _wait_for(path: Path, lines: int) -> list[str]:
     deadline = time.monotonic() + 30
@@ -38,16 +40,34 @@ def test_sandbox_sees_its_processes_and_terminates_them(tmp_path: Path) -> None:
         assert set(pids) <= set(sb.process_ids())
         acc = sb.accounting()
         assert acc.active_processes >= 2
-        assert procs[0].wait(0.1) is None
+        assert procs[0].poll() is None and procs[0].returncode is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            procs[0].wait(0.1)
         sb.terminate(3)
         codes = [p.wait(20) for p in procs]
         if winsandbox.BACKEND == "windows":
             assert codes == [3, 3]
         else:
             assert codes == [-9, -9]
+        assert [p.returncode for p in procs] == codes and procs[0].poll() == codes[0]
     assert sb.closed
     with pytest.raises(RuntimeError, match="closed"):
         sb.process_ids()
+
+
+def test_a_sandbox_process_is_killed_alone(tmp_path: Path) -> None:
+    with Sandbox() as sb:
+        outs = [tmp_path / f"{i}.txt" for i in range(2)]
+        a, b = (sb.spawn(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"), stdout=o) for o in outs)
+        for o in outs:
+            _wait_for(o, 1)
+        assert a.args[0] == b.args[0] and a.args[-1].endswith("time.sleep(60)")
+        a.kill()
+        code = a.wait(20)
+        assert code == (KILLED_CODE if winsandbox.BACKEND == "windows" else -9), code
+        assert b.poll() is None and alive(b.pid)  # the other process runs on
+        a.kill()  # ended already: nothing happens, nothing is raised
+        assert b.pid in sb.process_ids() and a.pid not in sb.process_ids()
 
 
 def test_sandbox_reports_each_process(tmp_path: Path) -> None:
