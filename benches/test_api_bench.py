@@ -74,7 +74,7 @@ def python_side(argv: list[str], n: int, monkeypatch: pytest.MonkeyPatch) -> tup
     timed = _TimedNative()
     native: list[float] = []
     python: list[float] = []
-    monkeypatch.setattr(winsandbox._api, "_winsandbox", timed)
+    monkeypatch.setattr(winsandbox._run, "_winsandbox", timed)
     for i in range(n + 1):
         timed.spent[0] = 0.0
         t = time.perf_counter()

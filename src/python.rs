@@ -315,6 +315,12 @@ impl<T: Send> Slot<T> {
     }
 }
 
+/// A class of the Python package (`winsandbox._outcome`) that native results
+/// are made into, so they are typed once, there.
+fn package_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("winsandbox._outcome")?.getattr(name)
+}
+
 /// `#[pymethods]` for `$class`, whose `inner` is a [`Slot`], with the methods
 /// every such class has: `close` (documented by `$close`), `closed`, and the
 /// context manager.
@@ -360,6 +366,7 @@ with_close! {
     fn pid(&self) -> u32 {
         self.pid
     }
+
     /// The outcome as a dict once the run ended within `timeout` seconds
     /// (`None`: wait until it ends), else `None`. Ctrl-C raises
     /// KeyboardInterrupt (the caller closes the run).
@@ -386,6 +393,7 @@ with_close! {
             }
         }
     }
+
     /// Ends the whole process tree now (the outcome then says SE, killed).
     fn kill(&self) -> PyResult<()> {
         self.inner.with(|r| {
@@ -498,6 +506,7 @@ with_close! {
             inner: Slot::new(backend::Sandbox::new(&l).map_err(to_py)?, "sandbox"),
         })
     }
+
     /// Starts a process in the job; stdio: None (null device) or file paths.
     #[pyo3(signature = (argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None, stderr=None, spawn_path="auto"))]
     #[allow(clippy::too_many_arguments)]
@@ -541,11 +550,13 @@ with_close! {
             })
         })
     }
+
     /// What each live process of the job uses now: a dict per process with
     /// pid, name, working_set, peak_working_set, private_memory, handles,
     /// user_time, kernel_time.
-    fn processes<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn processes<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let ps = self.with(|sb| py.detach(|| sb.processes()).map_err(to_py))?;
+        let class = package_class(py, "ProcessInfo")?;
         ps.into_iter()
             .map(|p| {
                 let d = PyDict::new(py);
@@ -557,18 +568,20 @@ with_close! {
                 d.set_item("handles", p.handles)?;
                 d.set_item("user_time", p.user_time)?;
                 d.set_item("kernel_time", p.kernel_time)?;
-                Ok(d)
+                class.call((), Some(&d))
             })
             .collect()
     }
+
     /// The ids of the processes in the job now.
     fn process_ids(&self) -> PyResult<Vec<u32>> {
         self.with(|sb| sb.process_ids().map_err(to_py))
     }
+
     /// What the job used so far: cpu_time (s), user_time, kernel_time,
     /// peak_memory, peak_job_memory, processes, active_processes,
     /// read_bytes, write_bytes.
-    fn accounting<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn accounting<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let d = PyDict::new(py);
         self.with(|sb| {
             let a = sb.accounting().map_err(to_py)?;
@@ -584,13 +597,15 @@ with_close! {
             d.set_item("write_bytes", a.write_bytes)?;
             Ok(())
         })?;
-        Ok(d)
+        package_class(py, "Accounting")?.call((), Some(&d))
     }
+
     /// Ends every process in the job (Windows: with `exit_code`).
     #[pyo3(signature = (exit_code=1))]
     fn terminate(&self, exit_code: u32) -> PyResult<()> {
         self.with(|sb| sb.terminate(exit_code).map_err(to_py))
     }
+
     /// The limit the monitor saw crossed, if any: (verdict, limit, mechanism).
     fn hit(&self) -> PyResult<Option<(&'static str, &'static str, &'static str)>> {
         self.with(|sb| {

@@ -380,6 +380,27 @@ fn cpu_time_gives_tle() {
 }
 
 #[test]
+fn a_sandbox_process_is_killed_alone() {
+    let sb = winsandbox::backend::Sandbox::new(&Limits::default()).unwrap();
+    let a = sb.spawn(&probe_cmd(&["sleep", "60"])).unwrap();
+    let b = sb.spawn(&probe_cmd(&["sleep", "60"])).unwrap();
+    a.kill().unwrap();
+    let killed: i64 = if winsandbox::BACKEND == "windows" {
+        0xE057_5342 // KILL_EXIT_CODE
+    } else {
+        -9 // SIGKILL
+    };
+    assert_eq!(a.wait(Some(Duration::from_secs(10))).unwrap(), Some(killed));
+    a.kill().unwrap(); // ended already: nothing happens
+    assert_eq!(b.wait(Some(Duration::from_millis(200))).unwrap(), None);
+    // (Wine's job list can keep a dead id for a while: liveness is asked.)
+    assert!(sb.process_ids().unwrap().contains(&b.pid()));
+    assert!(!alive(a.pid()) && alive(b.pid()));
+    sb.terminate(5).unwrap();
+    assert!(b.wait(Some(Duration::from_secs(10))).unwrap().is_some());
+}
+
+#[test]
 fn a_sandbox_lists_what_each_process_uses() {
     let sb = winsandbox::backend::Sandbox::new(&Limits::default()).unwrap();
     let hog = sb.spawn(&probe_cmd(&["alloc", "64", "60"])).unwrap();

@@ -5,22 +5,12 @@ On Linux and other POSIX systems the same API runs on a fallback backend
 (process groups, rlimits, a monitor), for development and CI.
 """
 
-from ._api import (
-    DEVNULL,
-    PIPE,
-    Accounting,
-    Job,
-    Outcome,
-    ProcessInfo,
-    Sandbox,
-    SandboxError,
-    SandboxProcess,
-    Verdict,
-    run,
-    run_async,
-    run_many,
-)
+from ._command import DEVNULL, PIPE
+from ._errors import SandboxError
 from ._limits import Limits
+from ._outcome import Accounting, Outcome, ProcessInfo, Verdict
+from ._run import Job, run, run_async, run_many
+from ._sandbox import Sandbox, SandboxProcess
 from ._winsandbox import __version__, backend_name
 
 BACKEND: str = backend_name()

@@ -66,7 +66,7 @@ class Limits:
         no_crash_dialogs: bool = True,
     ) -> None:
         # Checked in Rust, the one place limits are checked; kept as applied.
-        given = {
+        given: dict[str, object] = {
             "memory": memory,
             "job_memory": job_memory,
             "cpu_time": cpu_time,

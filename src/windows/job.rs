@@ -1,4 +1,4 @@
-//! A Job Object: created kill-on-close, given its limits from a [`JobPlan`],
+//! A job object: created kill-on-close, given its limits from a [`JobPlan`],
 //! registered with the monitor, queried for accounting and its process list.
 
 use std::mem::size_of;
@@ -21,7 +21,7 @@ use crate::limits::Limits;
 use crate::outcome::{Accounting, NotApplied, ProcessInfo};
 
 /// A job object. Dropping it terminates every process in it.
-pub struct Job {
+pub struct JobObject {
     pub(crate) shared: Arc<JobShared>,
     /// Limits asked for that this system or situation could not apply.
     pub not_applied: Vec<NotApplied>,
@@ -44,14 +44,14 @@ fn set_info<T>(
     }
 }
 
-impl Job {
+impl JobObject {
     /// Creates a job (named when `name` is given), applies `plan`, and
     /// registers it with the monitor, which enforces `limits`' remainder.
     ///
     /// A limit the kernel refuses is an error, except the best-effort ones
     /// (UI restrictions, CPU rate, I/O rate), which are reported in
     /// `not_applied` instead.
-    pub fn create(name: Option<&str>, plan: &JobPlan, limits: &Limits) -> Result<Job> {
+    pub fn create(name: Option<&str>, plan: &JobPlan, limits: &Limits) -> Result<JobObject> {
         super::wine_desktop_ready();
         let hname = name.map(HSTRING::from);
         let pname = hname
@@ -127,7 +127,7 @@ impl Job {
             }
         }
         let shared = monitor::register(handle, limits)?;
-        Ok(Job {
+        Ok(JobObject {
             shared,
             not_applied,
         })
@@ -211,7 +211,7 @@ impl Job {
     }
 }
 
-impl Job {
+impl JobObject {
     /// What each live process of the job uses now. A process that ends while
     /// it is read, or whose id was reused since the list was read, is left out.
     pub fn processes(&self) -> Result<Vec<ProcessInfo>> {
@@ -244,10 +244,10 @@ impl Job {
     }
 }
 
-impl Drop for Job {
+impl Drop for JobObject {
     fn drop(&mut self) {
         // Kill-on-close would do it when the last handle goes; do it now, so no
-        // process outlives the Job value even while the monitor holds a reference.
+        // process outlives the JobObject value even while the monitor holds a reference.
         let _ = self.terminate(KILL_EXIT_CODE);
         monitor::unregister(&self.shared);
     }

@@ -9,7 +9,7 @@ mod run;
 mod spawn;
 
 pub use crate::outcome::Accounting;
-pub use job::{supervisor_job, Job, SupervisorJob};
+pub use job::{supervisor_job, JobObject, SupervisorJob};
 pub use query::{process_alive, KILL_EXIT_CODE};
 pub use run::{Child, Running, Sandbox};
 pub use spawn::Process;

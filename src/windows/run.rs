@@ -9,7 +9,7 @@ use windows::Win32::System::Threading::{
 };
 
 use super::handle::*;
-use super::job::{supervisor_job, Job};
+use super::job::{supervisor_job, JobObject};
 use super::monitor;
 use super::pipe::{open_file, open_inheritable, pipe, Reader, Writer};
 use super::query::{filetime, process_times, KILL_EXIT_CODE};
@@ -31,7 +31,7 @@ const HIT_CHECK_MS: u32 = 500;
 /// job nested in the supervisor's own cannot carry UI limits, so the child
 /// breaks away where the outer job allows it, else runs without them (said
 /// in `not_applied`).
-fn make_job(limits: &Limits) -> Result<(Job, bool)> {
+fn make_job(limits: &Limits) -> Result<(JobObject, bool)> {
     limits.validate()?;
     let sup = supervisor_job();
     let mut plan = jobplan::plan(limits);
@@ -48,7 +48,7 @@ fn make_job(limits: &Limits) -> Result<(Job, bool)> {
             });
         }
     }
-    let mut job = Job::create(None, &plan, limits)?;
+    let mut job = JobObject::create(None, &plan, limits)?;
     notes.append(&mut job.not_applied);
     job.not_applied = notes;
     Ok((job, breakaway))
@@ -64,7 +64,7 @@ fn path_str(p: &std::path::Path) -> String {
 
 /// A run in progress. Dropping it kills the whole tree.
 pub struct Running {
-    job: Job,
+    job: JobObject,
     process: Process,
     started: Instant,
     /// `started` on the system clock (FILETIME units), to read the kernel's
@@ -142,7 +142,7 @@ impl Running {
         self.process.pid
     }
 
-    pub fn job(&self) -> &Job {
+    pub fn job(&self) -> &JobObject {
         &self.job
     }
 
@@ -358,7 +358,7 @@ impl Drop for Running {
 /// A long-lived job: start several processes into it, read its accounting and
 /// process list while they run, terminate it. Dropping it kills them all.
 pub struct Sandbox {
-    job: Job,
+    job: JobObject,
     breakaway: bool,
     no_crash_dialogs: bool,
 }
@@ -462,7 +462,7 @@ impl Sandbox {
         })
     }
 
-    pub fn job(&self) -> &Job {
+    pub fn job(&self) -> &JobObject {
         &self.job
     }
 

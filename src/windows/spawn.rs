@@ -20,7 +20,7 @@ use windows::Win32::System::Diagnostics::Debug::{
 use windows::Win32::System::Threading::*;
 
 use super::handle::*;
-use super::job::{Job, KILL_EXIT_CODE};
+use super::job::{JobObject, KILL_EXIT_CODE};
 use crate::cmdline::{command_line, env_block, EnvSpec};
 use crate::command::SpawnPath;
 use crate::error::{Error, Result};
@@ -173,7 +173,7 @@ impl Drop for KillGuard<'_> {
 }
 
 /// Starts `req` in `job` with `stdio`.
-pub(crate) fn spawn(job: &Job, req: &SpawnRequest<'_>, stdio: &Stdio) -> Result<Process> {
+pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> Result<Process> {
     if req.no_crash_dialogs {
         set_error_mode();
     }
