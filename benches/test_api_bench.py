@@ -33,7 +33,7 @@ class _TimedRun:
     def __init__(self, run: _winsandbox.Run, spent: list[float]) -> None:
         self._run, self._spent = run, spent
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[dict[str, Any]]:
+    def wait(self, timeout: Optional[float] = None) -> Optional[winsandbox.Outcome[bytes]]:
         t = time.perf_counter()
         try:
             return self._run.wait(timeout)

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::command::Output;
-use crate::decide::{self, Backoff, Hit};
+use crate::decide::{self, Backoff, Hit, DRAIN_LIMIT};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::outcome::Outcome;
@@ -90,6 +90,87 @@ impl Outputs {
                     o.stderr = v;
                 }
             }
+        }
+    }
+}
+
+/// The end of a run, the same on every backend: once the main process has
+/// exited, output is read until both streams end or [`DRAIN_LIMIT`] passes
+/// (a process passed a pipe out of the job); the outcome is made once, then
+/// kept for every later `wait`.
+#[derive(Debug, Default)]
+pub struct Finish {
+    drain_until: Option<Instant>,
+    outcome: Option<Outcome>,
+}
+
+impl Finish {
+    /// The main process was seen exited at `now`.
+    pub fn exited(&mut self, now: Instant) {
+        self.drain_until.get_or_insert(now + DRAIN_LIMIT);
+    }
+
+    /// Whether the run is over at `now`: exited, and its output read to the
+    /// end (`drained`) or the drain limit passed.
+    pub fn over(&self, drained: bool, now: Instant) -> bool {
+        self.drain_until.is_some_and(|d| drained || now >= d)
+    }
+
+    /// How long a wait may last: to `deadline`, and no later than the drain limit.
+    pub fn wait_until(&self, deadline: Option<Instant>) -> Option<Instant> {
+        match (deadline, self.drain_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The outcome, once made.
+    pub fn kept(&self) -> Option<Outcome> {
+        self.outcome.clone()
+    }
+
+    /// Keeps `o` as the outcome and returns it.
+    pub fn keep(&mut self, o: Outcome) -> Outcome {
+        self.outcome.insert(o).clone()
+    }
+}
+
+/// What a backend's run does for the one wait loop, [`wait`].
+pub trait RunSteps {
+    /// Moves stdin and output along and notes the main process's exit
+    /// (calling [`Finish::exited`]), without blocking.
+    fn pump(&mut self) -> Result<()>;
+    /// Whether stdout and stderr have both reached their end.
+    fn drained(&self) -> bool;
+    fn finish(&mut self) -> &mut Finish;
+    /// The outcome of a run that is over.
+    fn outcome(&mut self) -> Outcome;
+    /// Blocks until something happens (output, input room, the exit) or
+    /// `until`. `Some`: the run ended by a way of the backend's own (a
+    /// process that would not die by its hard stop).
+    fn wait_event(&mut self, until: Option<Instant>) -> Result<Option<Outcome>>;
+}
+
+/// Waits up to `timeout` (`None`: until the run is over); `Ok(None)`: it is
+/// still running. The same loop on every backend.
+pub fn wait(r: &mut impl RunSteps, timeout: Option<Duration>) -> Result<Option<Outcome>> {
+    if let Some(o) = r.finish().kept() {
+        return Ok(Some(o));
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        r.pump()?;
+        let drained = r.drained();
+        if r.finish().over(drained, Instant::now()) {
+            let o = r.outcome();
+            return Ok(Some(r.finish().keep(o)));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        let until = r.finish().wait_until(deadline);
+        if let Some(o) = r.wait_event(until)? {
+            return Ok(Some(r.finish().keep(o)));
         }
     }
 }
@@ -245,6 +326,28 @@ mod tests {
             (out.stdout.len(), out.stderr.len(), out.truncated),
             (1, 0, false)
         );
+    }
+
+    #[test]
+    fn a_run_is_over_once_drained_or_at_the_drain_limit_and_keeps_its_outcome() {
+        let t0 = Instant::now();
+        let mut f = Finish::default();
+        assert!(!f.over(true, t0));
+        assert_eq!(f.wait_until(None), None);
+        f.exited(t0);
+        f.exited(t0 + DRAIN_LIMIT); // the first exit counts
+        assert!(f.over(true, t0) && !f.over(false, t0));
+        assert!(f.over(false, t0 + DRAIN_LIMIT));
+        let soon = t0 + Duration::from_millis(5);
+        assert_eq!(f.wait_until(Some(soon)), Some(soon));
+        assert_eq!(f.wait_until(None), Some(t0 + DRAIN_LIMIT));
+        assert!(f.kept().is_none());
+        let o = Outcome {
+            pid: 7,
+            ..Default::default()
+        };
+        assert_eq!(f.keep(o.clone()).pid, 7);
+        assert_eq!(f.kept().map(|k| k.pid), Some(7));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use crate::backend;
 use crate::cmdline::EnvSpec;
@@ -250,14 +250,29 @@ fn command(
     })
 }
 
-fn outcome_dict<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("verdict", o.verdict().as_str())?;
+/// The package's `Outcome[bytes]` for `o`, filled in place: a frozen
+/// dataclass's `__init__` for 21 fields was a fifth of the Python layer's
+/// cost per run (tests/python/test_run.py checks the fields are Outcome's).
+fn outcome_object<'py>(
+    py: Python<'py>,
+    argv: &[String],
+    o: &Outcome,
+) -> PyResult<Bound<'py, PyAny>> {
+    let class = package_class(py, "Outcome")?;
+    let verdict = package_class(py, "Verdict")?.call1((o.verdict().as_str(),))?;
+    let obj = py
+        .import("builtins")?
+        .getattr("object")?
+        .call_method1("__new__", (&class,))?;
+    let d = obj.getattr("__dict__")?.cast_into::<PyDict>()?;
+    d.set_item("args", PyTuple::new(py, argv)?)?;
+    d.set_item("verdict", verdict)?;
     d.set_item("mechanism", o.mechanism.map(|m| m.as_str()))?;
     d.set_item("limit", o.limit)?;
     d.set_item("exit_code", o.exit_code)?;
     d.set_item("status", o.status)?;
     d.set_item("pid", o.pid)?;
+    d.set_item("cpu_time", o.user_time + o.kernel_time)?;
     d.set_item("user_time", o.user_time)?;
     d.set_item("kernel_time", o.kernel_time)?;
     d.set_item("wall_time", o.wall_time)?;
@@ -269,14 +284,14 @@ fn outcome_dict<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyDict
     d.set_item("stdout", PyBytes::new(py, &o.stdout))?;
     d.set_item("stderr", PyBytes::new(py, &o.stderr))?;
     d.set_item("truncated", o.truncated)?;
-    let na: Vec<(String, String)> = o
+    let na: Vec<Bound<'py, PyTuple>> = o
         .not_applied
         .iter()
-        .map(|n| (n.limit.to_string(), n.reason.clone()))
-        .collect();
-    d.set_item("not_applied", na)?;
+        .map(|n| PyTuple::new(py, [n.limit.to_string(), n.reason.clone()]))
+        .collect::<PyResult<_>>()?;
+    d.set_item("not_applied", PyTuple::new(py, na)?)?;
     d.set_item("error", o.error.clone())?;
-    Ok(d)
+    Ok(obj)
 }
 
 /// A native object a Python object owns until `close()`; after that, every
@@ -357,6 +372,8 @@ macro_rules! with_close {
 struct Run {
     inner: Slot<backend::Running>,
     pid: u32,
+    /// The outcome's `args`.
+    argv: Vec<String>,
 }
 
 with_close! {
@@ -375,7 +392,7 @@ with_close! {
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
-    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let total = secs("timeout", timeout)?;
         let start = std::time::Instant::now();
         loop {
@@ -385,7 +402,7 @@ with_close! {
             };
             let r = py.detach(|| self.inner.with(|r| r.wait(Some(slice)).map_err(to_py)))?;
             if let Some(o) = r {
-                return Ok(Some(outcome_dict(py, &o)?));
+                return Ok(Some(outcome_object(py, &self.argv, &o)?));
             }
             py.check_signals()?;
             if total.is_some_and(|t| start.elapsed() >= t) {
@@ -424,6 +441,7 @@ fn start(
 ) -> PyResult<Run> {
     let l = limits.map(limits_from).transpose()?.unwrap_or_default();
     let pipe = PIPE.into_pyobject(py)?.into_any();
+    let args = argv.clone();
     let cmd = command(
         argv,
         cwd,
@@ -440,6 +458,7 @@ fn start(
     Ok(Run {
         inner: Slot::new(r, "run"),
         pid,
+        argv: args,
     })
 }
 
@@ -557,18 +576,12 @@ with_close! {
     fn processes<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let ps = self.with(|sb| py.detach(|| sb.processes()).map_err(to_py))?;
         let class = package_class(py, "ProcessInfo")?;
+        // Positional, in the dataclass's field order (test_sandbox_cli checks the values).
         ps.into_iter()
             .map(|p| {
-                let d = PyDict::new(py);
-                d.set_item("pid", p.pid)?;
-                d.set_item("name", p.name)?;
-                d.set_item("working_set", p.working_set)?;
-                d.set_item("peak_working_set", p.peak_working_set)?;
-                d.set_item("private_memory", p.private_memory)?;
-                d.set_item("handles", p.handles)?;
-                d.set_item("user_time", p.user_time)?;
-                d.set_item("kernel_time", p.kernel_time)?;
-                class.call((), Some(&d))
+                let fields = (p.pid, p.name, p.working_set, p.peak_working_set);
+                let more = (p.private_memory, p.handles, p.user_time, p.kernel_time);
+                class.call1(fields.into_pyobject(py)?.add(more.into_pyobject(py)?)?.cast_into::<PyTuple>()?)
             })
             .collect()
     }
@@ -582,22 +595,13 @@ with_close! {
     /// peak_memory, peak_job_memory, processes, active_processes,
     /// read_bytes, write_bytes.
     fn accounting<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let d = PyDict::new(py);
-        self.with(|sb| {
-            let a = sb.accounting().map_err(to_py)?;
-            let (u, k) = (a.user_time().as_secs_f64(), a.kernel_time().as_secs_f64());
-            d.set_item("cpu_time", u + k)?;
-            d.set_item("user_time", u)?;
-            d.set_item("kernel_time", k)?;
-            d.set_item("peak_memory", a.peak_process_memory)?;
-            d.set_item("peak_job_memory", a.peak_job_memory)?;
-            d.set_item("processes", a.total_processes)?;
-            d.set_item("active_processes", a.active_processes)?;
-            d.set_item("read_bytes", a.read_bytes)?;
-            d.set_item("write_bytes", a.write_bytes)?;
-            Ok(())
-        })?;
-        package_class(py, "Accounting")?.call((), Some(&d))
+        let a = self.with(|sb| sb.accounting().map_err(to_py))?;
+        let (u, k) = (a.user_time().as_secs_f64(), a.kernel_time().as_secs_f64());
+        // Positional, in the dataclass's field order.
+        let times = (u + k, u, k, a.peak_process_memory, a.peak_job_memory);
+        let counts = (a.total_processes, a.active_processes, a.read_bytes, a.write_bytes);
+        let args = times.into_pyobject(py)?.add(counts.into_pyobject(py)?)?;
+        package_class(py, "Accounting")?.call1(args.cast_into::<PyTuple>()?)
     }
 
     /// Ends every process in the job (Windows: with `exit_code`).

@@ -48,7 +48,7 @@ def _start(
     extra_env: Optional[Mapping[str, Optional[str]]],
     timeout: Optional[float],
     spawn_path: str = "auto",
-) -> tuple[list[str], _winsandbox.Run]:
+) -> _winsandbox.Run:
     argv = _argv(args)
     lim = limits if limits is not None else _NO_LIMITS
     if not isinstance(lim, Limits):
@@ -76,10 +76,10 @@ def _start(
         )
     except OSError as e:
         raise _sandbox_error(e) from None
-    return argv, run
+    return run
 
 
-def _wait(run: _winsandbox.Run) -> _winsandbox._OutcomeDict:
+def _wait(run: _winsandbox.Run) -> Outcome[bytes]:
     try:
         d = run.wait()
     except OSError as e:
@@ -172,12 +172,12 @@ def run(
     ``FileNotFoundError`` (a `SandboxError`). Ctrl-C raises
     ``KeyboardInterrupt`` and leaves nothing running.
     """
-    argv, r = _start(
+    r = _start(
         args, limits=limits, input=input, stdin=stdin, stdout=stdout, stderr=stderr,
         capture_output=capture_output, encoding=encoding, errors=errors, cwd=cwd, env=env,
         extra_env=extra_env, timeout=timeout,
     )  # fmt: skip
-    return _outcome(argv, _wait(r), text or encoding is not None, encoding, errors)
+    return _outcome(_wait(r), text or encoding is not None, encoding, errors)
 
 
 async def run_async(
@@ -199,15 +199,15 @@ async def run_async(
 ) -> Outcome[Any]:
     """`run` for asyncio: waits on a thread of its own, never blocking the
     loop. Cancelling the task kills the whole process tree."""
-    argv, r = _start(
+    r = _start(
         args, limits=limits, input=input, stdin=stdin, stdout=stdout, stderr=stderr,
         capture_output=capture_output, encoding=encoding, errors=errors, cwd=cwd, env=env,
         extra_env=extra_env, timeout=timeout,
     )  # fmt: skip
     loop = asyncio.get_running_loop()
-    fut: asyncio.Future[_winsandbox._OutcomeDict] = loop.create_future()
+    fut: asyncio.Future[Outcome[bytes]] = loop.create_future()
 
-    def deliver(result: Optional[_winsandbox._OutcomeDict], exc: Optional[BaseException]) -> None:
+    def deliver(result: Optional[Outcome[bytes]], exc: Optional[BaseException]) -> None:
         if fut.done():
             return
         if exc is not None:
@@ -237,7 +237,7 @@ async def run_async(
         r.close()
         raise
     r.close()
-    return _outcome(argv, d, text or encoding is not None, encoding, errors)
+    return _outcome(d, text or encoding is not None, encoding, errors)
 
 
 def _run_job(job: Union[Job, Sequence[str]], limits: Optional[Limits], text: bool) -> Outcome[Any]:

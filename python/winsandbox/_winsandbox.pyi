@@ -1,10 +1,10 @@
 # Stub of the native module (src/python.rs). Kept honest by
 # `python -m mypy.stubtest winsandbox._winsandbox` (see .mypy-stubtest-allowlist).
 from os import PathLike
-from typing import Literal, Optional, TypedDict, Union, final
+from typing import Literal, Optional, Union, final
 
 from ._limits import Limits
-from ._outcome import Accounting, ProcessInfo
+from ._outcome import Accounting, Outcome, ProcessInfo
 
 _VerdictName = Literal["OK", "RE", "TLE", "WLE", "MLE", "OLE", "PLE", "SE"]
 _MechanismName = Literal["kernel", "monitor", "exit", "sandbox"]
@@ -24,27 +24,6 @@ _LimitName = Literal[
     "no_crash_dialogs",
 ]
 
-class _OutcomeDict(TypedDict):
-    verdict: _VerdictName
-    mechanism: Optional[_MechanismName]
-    limit: Optional[_LimitName]
-    exit_code: Optional[int]
-    status: Optional[str]
-    pid: int
-    user_time: float
-    kernel_time: float
-    wall_time: float
-    peak_memory: int
-    peak_job_memory: int
-    processes: int
-    read_bytes: int
-    write_bytes: int
-    stdout: bytes
-    stderr: bytes
-    truncated: bool
-    not_applied: list[tuple[_LimitName, str]]
-    error: Optional[str]
-
 __version__: str
 PIPE: int
 DEVNULL: int
@@ -57,7 +36,7 @@ class Run:
     def pid(self) -> int: ...
     @property
     def closed(self) -> bool: ...
-    def wait(self, timeout: Optional[float] = None) -> Optional[_OutcomeDict]: ...
+    def wait(self, timeout: Optional[float] = None) -> Optional[Outcome[bytes]]: ...
     def kill(self) -> None: ...
     def close(self) -> None: ...
     def __enter__(self) -> Run: ...

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::monitor::{self, clock_ticks, scan, JobShared};
 use crate::command::{Command, Output, Stdin};
-use crate::decide::{self, Ending, Hit, DRAIN_LIMIT, OUTPUT_LIMIT_HIT};
-use crate::engine::Outputs;
+use crate::decide::{self, Ending, Hit, OUTPUT_LIMIT_HIT};
+use crate::engine::{self, Finish, Outputs, RunSteps};
 use crate::error::{Error, Result};
 use crate::limits::{Limits, Priority};
 use crate::outcome::{signal_name, Accounting, NotApplied, Outcome, ProcessInfo, Verdict};
@@ -255,10 +255,9 @@ pub struct Running {
     readers: [Option<OwnedFd>; 2],
     outputs: Outputs,
     exit: Option<(libc::c_int, libc::rusage, Instant)>,
-    drain_until: Option<Instant>,
     killed: bool,
     not_applied: Vec<NotApplied>,
-    outcome: Option<Outcome>,
+    finish: Finish,
 }
 
 impl Running {
@@ -308,10 +307,9 @@ impl Running {
             readers: [out, err],
             outputs,
             exit: None,
-            drain_until: None,
             killed: false,
             not_applied: not_applied(&cmd.limits),
-            outcome: None,
+            finish: Finish::default(),
         })
     }
 
@@ -414,85 +412,16 @@ impl Running {
         let r = unsafe { libc::wait4(self.pid, &mut status, 0, &mut ru) };
         if r == self.pid {
             self.exit = Some((status, ru, Instant::now()));
-            self.drain_until = Some(Instant::now() + DRAIN_LIMIT);
+            self.finish.exited(Instant::now());
         }
     }
 
+    /// Waits up to `timeout` (`None`: until done). `Ok(None)`: still running.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Option<Outcome>> {
-        if let Some(o) = &self.outcome {
-            return Ok(Some(o.clone()));
-        }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            self.pump_io()?;
-            self.try_reap();
-            let drained = self.readers.iter().all(Option::is_none);
-            if self.exit.is_some()
-                && (drained || self.drain_until.is_some_and(|d| Instant::now() >= d))
-            {
-                let o = self.finish();
-                self.outcome = Some(o.clone());
-                return Ok(Some(o));
-            }
-            let mut fds: Vec<libc::pollfd> = Vec::new();
-            for r in self.readers.iter().flatten() {
-                fds.push(libc::pollfd {
-                    fd: r.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            if let Some((fd, _, _)) = &self.stdin {
-                fds.push(libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                });
-            }
-            let mut slice = 50i32; // without a pidfd, exit is polled this often
-            if self.exit.is_none() {
-                if let Some(p) = &self.pidfd {
-                    fds.push(libc::pollfd {
-                        fd: p.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                    slice = -1;
-                } else {
-                    slice = 5;
-                }
-            }
-            let now = Instant::now();
-            let mut until = deadline;
-            if let Some(d) = self.drain_until {
-                until = Some(until.map_or(d, |u| u.min(d)));
-            }
-            let mut ms = until.map_or(slice, |u| {
-                crate::decide::dur_to_timeout_ms(u.saturating_duration_since(now))
-                    .min(i32::MAX as u32) as i32
-            });
-            if slice >= 0 && (ms < 0 || ms > slice) {
-                ms = slice;
-            }
-            // SAFETY: `fds` is a live array of pollfd of the length passed.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(io_err("poll", e));
-                }
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) && self.exit.is_none() {
-                self.pump_io()?;
-                self.try_reap();
-                if self.exit.is_none() {
-                    return Ok(None);
-                }
-            }
-        }
+        engine::wait(self, timeout)
     }
 
-    fn finish(&mut self) -> Outcome {
+    fn outcome(&mut self) -> Outcome {
         let (status, ru, exited) = self.exit.expect("finish after exit");
         monitor::unregister(&self.job);
         let st = self.job.lock();
@@ -581,6 +510,74 @@ pub fn process_alive(pid: u32) -> bool {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or("");
     !stat.is_empty() && state != "Z" && state != "X"
+}
+
+impl RunSteps for Running {
+    fn pump(&mut self) -> Result<()> {
+        self.pump_io()?;
+        self.try_reap();
+        Ok(())
+    }
+
+    fn drained(&self) -> bool {
+        self.readers.iter().all(Option::is_none)
+    }
+
+    fn finish(&mut self) -> &mut Finish {
+        &mut self.finish
+    }
+
+    fn outcome(&mut self) -> Outcome {
+        Running::outcome(self)
+    }
+
+    fn wait_event(&mut self, until: Option<Instant>) -> Result<Option<Outcome>> {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        for r in self.readers.iter().flatten() {
+            fds.push(libc::pollfd {
+                fd: r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if let Some((fd, _, _)) = &self.stdin {
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            });
+        }
+        let mut slice = 50i32; // without a pidfd, exit is polled this often
+        if self.exit.is_none() {
+            if let Some(p) = &self.pidfd {
+                fds.push(libc::pollfd {
+                    fd: p.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                slice = -1;
+            } else {
+                slice = 5;
+            }
+        }
+        let now = Instant::now();
+        let mut ms = until.map_or(slice, |u| {
+            crate::decide::dur_to_timeout_ms(u.saturating_duration_since(now)).min(i32::MAX as u32)
+                as i32
+        });
+        if slice >= 0 && (ms < 0 || ms > slice) {
+            ms = slice;
+        }
+        // SAFETY: `fds` is a live array of pollfd of the length passed.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(io_err("poll", e));
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl Drop for Running {

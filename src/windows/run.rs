@@ -15,8 +15,8 @@ use super::pipe::{open_file, open_inheritable, pipe, Reader, Writer};
 use super::query::{filetime, process_times, KILL_EXIT_CODE};
 use super::spawn::{spawn, Process, SpawnRequest, Stdio};
 use crate::command::{Command, Output, Stdin};
-use crate::decide::{self, dur_to_timeout_ms, Ending, Hit, DRAIN_LIMIT, OUTPUT_LIMIT_HIT};
-use crate::engine::Outputs;
+use crate::decide::{self, dur_to_timeout_ms, Ending, Hit, OUTPUT_LIMIT_HIT};
+use crate::engine::{self, Finish, Outputs, RunSteps};
 use crate::error::{Error, Result};
 use crate::jobplan;
 use crate::limits::Limits;
@@ -75,12 +75,11 @@ pub struct Running {
     outputs: Outputs,
     /// Exit code and wall time, once the exit is seen.
     exit: Option<(u32, f64)>,
-    drain_until: Option<Instant>,
     killed: bool,
     /// When the run was first seen killed (a limit crossed, or `kill`).
     killed_at: Option<Instant>,
     wall_limit: Option<Duration>,
-    outcome: Option<Outcome>,
+    finish: Finish,
 }
 
 impl Running {
@@ -130,11 +129,10 @@ impl Running {
             readers: [Reader::new(out.ours)?, Reader::new(err.ours)?],
             outputs,
             exit: None,
-            drain_until: None,
             killed: false,
             killed_at: None,
             wall_limit: cmd.limits.wall_time,
-            outcome: None,
+            finish: Finish::default(),
         })
     }
 
@@ -199,81 +197,13 @@ impl Running {
         monitor::flush(&self.job.shared, Duration::from_secs(1));
         // Whatever the main process left running goes now.
         let _ = self.job.kill_all(KILL_EXIT_CODE);
-        self.drain_until = Some(now + DRAIN_LIMIT);
+        self.finish.exited(now);
         Ok(())
     }
 
     /// Waits up to `timeout` (`None`: until done). `Ok(None)`: still running.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Option<Outcome>> {
-        if let Some(o) = &self.outcome {
-            return Ok(Some(o.clone()));
-        }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            self.pump_io()?;
-            let drained = self.readers.iter().all(|r| r.eof);
-            if self.exit.is_some()
-                && (drained || self.drain_until.is_some_and(|d| Instant::now() >= d))
-            {
-                let o = self.finish();
-                self.outcome = Some(o.clone());
-                return Ok(Some(o));
-            }
-            let mut handles: Vec<HANDLE> = Vec::with_capacity(4);
-            if self.exit.is_none() {
-                handles.push(raw(&self.process.handle));
-            }
-            handles.extend(self.readers.iter().filter_map(|r| r.event()));
-            handles.extend(self.stdin.as_ref().and_then(|w| w.event()));
-            let now = Instant::now();
-            let mut until = deadline;
-            if let Some(d) = self.drain_until {
-                until = Some(until.map_or(d, |u| u.min(d)));
-            }
-            if self.exit.is_none() {
-                if self.killed_at.is_none() && self.job.shared.hit().is_some() {
-                    self.killed_at = Some(now);
-                }
-                let killed = self
-                    .killed_at
-                    .map(|k| k.saturating_duration_since(self.started));
-                if let Some(stop) = decide::hard_stop(self.wall_limit, killed) {
-                    let stop = self.started + stop;
-                    if now >= stop {
-                        if let Some(o) = self.stop_waiting()? {
-                            self.outcome = Some(o.clone());
-                            return Ok(Some(o));
-                        }
-                        continue;
-                    }
-                    until = Some(until.map_or(stop, |u| u.min(stop)));
-                }
-            }
-            let mut ms = until.map_or(u32::MAX, |u| {
-                dur_to_timeout_ms(u.saturating_duration_since(now))
-            });
-            if self.exit.is_none() {
-                ms = ms.min(HIT_CHECK_MS); // a limit crossed starts the grace
-            }
-            if handles.is_empty() {
-                std::thread::sleep(Duration::from_millis(ms.min(10) as u64));
-                continue;
-            }
-            // SAFETY: every handle in the slice is open for the call.
-            let r = unsafe { WaitForMultipleObjects(&handles, false, ms) };
-            if r == WAIT_FAILED {
-                return Err(Error::last_os("WaitForMultipleObjects"));
-            }
-            if r == WAIT_TIMEOUT {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(None);
-                }
-                continue;
-            }
-            if self.exit.is_none() && r == WAIT_OBJECT_0 {
-                self.on_exit()?;
-            }
-        }
+        engine::wait(self, timeout)
     }
 
     /// The main process did not end by its hard stop (`decide::hard_stop`):
@@ -288,7 +218,7 @@ impl Running {
             self.on_exit()?;
             return Ok(None);
         }
-        let mut o = self.finish();
+        let mut o = self.outcome();
         let why = match (o.limit, self.killed) {
             (Some(l), _) => format!("after it crossed {l}"),
             (None, true) => "after the supervisor killed it".to_string(),
@@ -306,7 +236,7 @@ impl Running {
         Ok(Some(o))
     }
 
-    fn finish(&mut self) -> Outcome {
+    fn outcome(&mut self) -> Outcome {
         let (code, wall_time) = self.exit.unwrap_or_else(|| {
             let seen = self.started.elapsed().as_secs_f64();
             (KILL_EXIT_CODE, seen)
@@ -346,6 +276,69 @@ impl Running {
         o.limit = j.limit;
         o.error = j.error.map(str::to_string);
         o
+    }
+}
+
+impl RunSteps for Running {
+    fn pump(&mut self) -> Result<()> {
+        self.pump_io()
+    }
+
+    fn drained(&self) -> bool {
+        self.readers.iter().all(|r| r.eof)
+    }
+
+    fn finish(&mut self) -> &mut Finish {
+        &mut self.finish
+    }
+
+    fn outcome(&mut self) -> Outcome {
+        Running::outcome(self)
+    }
+
+    fn wait_event(&mut self, until: Option<Instant>) -> Result<Option<Outcome>> {
+        let mut handles: Vec<HANDLE> = Vec::with_capacity(4);
+        if self.exit.is_none() {
+            handles.push(raw(&self.process.handle));
+        }
+        handles.extend(self.readers.iter().filter_map(|r| r.event()));
+        handles.extend(self.stdin.as_ref().and_then(|w| w.event()));
+        let now = Instant::now();
+        let mut until = until;
+        if self.exit.is_none() {
+            if self.killed_at.is_none() && self.job.shared.hit().is_some() {
+                self.killed_at = Some(now);
+            }
+            let killed = self
+                .killed_at
+                .map(|k| k.saturating_duration_since(self.started));
+            if let Some(stop) = decide::hard_stop(self.wall_limit, killed) {
+                let stop = self.started + stop;
+                if now >= stop {
+                    return self.stop_waiting();
+                }
+                until = Some(until.map_or(stop, |u| u.min(stop)));
+            }
+        }
+        let mut ms = until.map_or(u32::MAX, |u| {
+            dur_to_timeout_ms(u.saturating_duration_since(now))
+        });
+        if self.exit.is_none() {
+            ms = ms.min(HIT_CHECK_MS); // a limit crossed starts the grace
+        }
+        if handles.is_empty() {
+            std::thread::sleep(Duration::from_millis(ms.min(10) as u64));
+            return Ok(None);
+        }
+        // SAFETY: every handle in the slice is open for the call.
+        let r = unsafe { WaitForMultipleObjects(&handles, false, ms) };
+        if r == WAIT_FAILED {
+            return Err(Error::last_os("WaitForMultipleObjects"));
+        }
+        if self.exit.is_none() && r == WAIT_OBJECT_0 {
+            self.on_exit()?;
+        }
+        Ok(None)
     }
 }
 
