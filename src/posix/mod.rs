@@ -14,6 +14,7 @@
 //! - CPU rate, I/O rate, affinity and UI restrictions are not applied, and
 //!   the outcome says so.
 
+mod exec;
 mod monitor;
 mod run;
 #[cfg(target_os = "linux")]

@@ -8,12 +8,14 @@ use std::process::Stdio as StdStdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(not(target_os = "linux"))]
+use super::exec::{data_backstop, nice_of, resolve};
 use super::monitor::{self, clock_ticks, scan, JobShared};
 use crate::command::{Command, Output, Stdin};
 use crate::decide::{self, Ending, Hit, OUTPUT_LIMIT_HIT};
 use crate::engine::{self, Finish, Outputs, RunSteps};
 use crate::error::{Error, Result};
-use crate::limits::{Limits, Priority};
+use crate::limits::Limits;
 use crate::outcome::{signal_name, Accounting, NotApplied, Outcome, ProcessInfo, Verdict};
 
 fn not_applied(l: &Limits) -> Vec<NotApplied> {
@@ -44,16 +46,6 @@ fn not_applied(l: &Limits) -> Vec<NotApplied> {
         });
     }
     v
-}
-
-pub(super) fn nice_of(p: Priority) -> i32 {
-    match p {
-        Priority::Idle => 19,
-        Priority::BelowNormal => 10,
-        Priority::Normal => 0,
-        Priority::AboveNormal => -5,
-        Priority::High => -10,
-    }
 }
 
 fn io_err(op: impl Into<String>, e: std::io::Error) -> Error {
@@ -189,39 +181,6 @@ fn build(
         });
     }
     Ok(c)
-}
-
-/// A clear error for a program that does not exist (std would say only ENOENT).
-pub(super) fn resolve(cmd: &Command) -> Result<std::path::PathBuf> {
-    let p = std::path::Path::new(&cmd.program);
-    if cmd.program.contains('/') {
-        if p.is_file() {
-            return Ok(p.to_path_buf());
-        }
-        return Err(Error::os(
-            format!("starting {:?}: no such program", cmd.program),
-            libc::ENOENT,
-        ));
-    }
-    let mut path = if cmd.env.inherit {
-        std::env::var("PATH").ok()
-    } else {
-        None
-    };
-    for (k, v) in &cmd.env.changes {
-        if k == "PATH" {
-            path = v.clone();
-        }
-    }
-    std::env::split_paths(&path.unwrap_or_else(|| "/usr/bin:/bin".into()))
-        .map(|d| d.join(&cmd.program))
-        .find(|c| c.is_file())
-        .ok_or_else(|| {
-            Error::os(
-                format!("starting {:?}: not found on PATH", cmd.program),
-                libc::ENOENT,
-            )
-        })
 }
 
 fn set_nonblocking(fd: i32) {
@@ -493,12 +452,6 @@ fn live_pids(job: &JobShared) -> Vec<u32> {
         .map(|p| p.pid as u32)
         .filter(|&p| process_alive(p))
         .collect()
-}
-
-/// `RLIMIT_DATA` for a memory limit `m`: the monitor is the limit; this only
-/// guards the machine, far enough above it that the monitor sees it crossed.
-pub(super) fn data_backstop(m: u64) -> u64 {
-    m.saturating_mul(2).saturating_add(1 << 30)
 }
 
 /// Whether the process with this id runs (exists and is not a zombie).

@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use super::run::{data_backstop, nice_of, resolve};
+use super::exec::{data_backstop, nice_of, resolve};
 use crate::command::Command;
 use crate::error::{Error, Result};
 
