@@ -211,49 +211,60 @@ impl Limits {
     /// is checked by [`Limits::validate`]; a value of the wrong kind, or
     /// too large for the field, is an error naming the field.
     pub fn set(&mut self, field: &'static str, v: Value) -> Result<()> {
-        let wrong = || Error::invalid(field, format!("{v:?} is not a value of this limit"));
-        let num = |n: Option<u64>| -> Result<Option<u32>> {
+        let kind = FIELDS
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|&(_, k)| k)
+            .ok_or_else(|| Error::invalid(field, "no such limit"))?;
+        let fits = match v {
+            Value::Unset => kind != Kind::Flag,
+            Value::Number(_) => !matches!(kind, Kind::Seconds | Kind::Priority | Kind::Flag),
+            Value::Seconds(_) => kind == Kind::Seconds,
+            Value::Priority(_) => kind == Kind::Priority,
+            Value::Flag(_) => kind == Kind::Flag,
+        };
+        if !fits {
+            return Err(Error::invalid(
+                field,
+                format!("{v:?} is not a value of this limit"),
+            ));
+        }
+        let n = match v {
+            Value::Number(n) => Some(n),
+            _ => None,
+        };
+        let count = || -> Result<Option<u32>> {
             n.map(|n| {
                 u32::try_from(n)
                     .map_err(|_| Error::invalid(field, format!("{n} is more than {}", u32::MAX)))
             })
             .transpose()
         };
-        let (n, d) = match v {
-            Value::Unset => (None, None),
-            Value::Number(n) => (Some(n), None),
-            Value::Seconds(d) => (None, Some(d)),
-            Value::Priority(p) if field == "priority" => {
-                self.priority = Some(p);
-                return Ok(());
-            }
-            Value::Flag(b) if field == "ui_restrictions" => {
-                self.ui_restrictions = b;
-                return Ok(());
-            }
-            Value::Flag(b) if field == "no_crash_dialogs" => {
-                self.no_crash_dialogs = b;
-                return Ok(());
-            }
-            Value::Priority(_) | Value::Flag(_) => return Err(wrong()),
+        let d = match v {
+            Value::Seconds(d) => Some(d),
+            _ => None,
         };
-        let seconds = matches!(field, "cpu_time" | "wall_time");
-        if (n.is_some() && seconds) || (d.is_some() && !seconds) {
-            return Err(wrong());
-        }
+        let flag = v == Value::Flag(true);
         match field {
             "memory" => self.memory = n,
             "job_memory" => self.job_memory = n,
             "cpu_time" => self.cpu_time = d,
             "wall_time" => self.wall_time = d,
-            "processes" => self.processes = num(n)?,
-            "total_processes" => self.total_processes = num(n)?,
+            "processes" => self.processes = count()?,
+            "total_processes" => self.total_processes = count()?,
             "output_limit" => self.output_limit = n,
-            "cpu_rate" => self.cpu_rate = num(n)?,
+            "cpu_rate" => self.cpu_rate = count()?,
             "affinity" => self.affinity = n,
-            "priority" => self.priority = None,
+            "priority" => {
+                self.priority = match v {
+                    Value::Priority(p) => Some(p),
+                    _ => None,
+                }
+            }
             "io_rate" => self.io_rate = n,
-            _ => return Err(Error::invalid(field, "no such limit")),
+            "ui_restrictions" => self.ui_restrictions = flag,
+            "no_crash_dialogs" => self.no_crash_dialogs = flag,
+            _ => unreachable!("{field} is a name of FIELDS (checked above)"),
         }
         Ok(())
     }
@@ -572,5 +583,7 @@ mod tests {
         assert!(l.set("processes", Value::Number(1 << 40)).is_err());
         assert!(l.set("priority", Value::Flag(true)).is_err());
         assert!(l.set("nonsense", Value::Number(1)).is_err());
+        assert!(l.set("ui_restrictions", Value::Unset).is_err());
+        assert!(l.set("no_crash_dialogs", Value::Number(1)).is_err());
     }
 }
