@@ -208,11 +208,25 @@ impl RunState {
             && self.next_sample.is_none_or(|t| now >= t)
     }
 
-    /// When the monitor must look at this job next: just past its wall
-    /// limit, and at its next sample while it is sampled and running.
+    /// The wall limit crossed at `now`, while no limit has been recorded yet
+    /// (a job already ended needs no second look).
+    pub fn wall_crossed(&self, limits: &Limits, now: Instant) -> Option<Hit> {
+        self.hit
+            .is_none()
+            .then(|| decide::wall_hit(limits, self.started, now))
+            .flatten()
+    }
+
+    /// When the monitor must look at this job next, while it runs and no
+    /// limit has been recorded: just past its wall limit, and at its next
+    /// sample if it is sampled. None once a limit was recorded: the job was
+    /// ended, and a deadline left in the past would wake the monitor at once,
+    /// again and again, until the job is unregistered.
     pub fn next_wake(&self, limits: &Limits, sampled: bool, now: Instant) -> Option<Instant> {
-        let sample = (sampled && self.started.is_some() && self.hit.is_none())
-            .then(|| self.next_sample.unwrap_or(now));
+        if self.started.is_none() || self.hit.is_some() {
+            return None;
+        }
+        let sample = sampled.then(|| self.next_sample.unwrap_or(now));
         let wall = decide::wall_deadline(limits, self.started);
         match (sample, wall) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -261,7 +275,7 @@ impl<T> Default for Registry<T> {
 
 impl<T> Registry<T> {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<usize, Arc<T>>> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.jobs)
     }
 
     /// A fresh key, not yet registered (the job is built with it).
@@ -380,12 +394,15 @@ mod tests {
             next > now && next <= now + decide::SAMPLE_INTERVAL * 2,
             "{next:?}"
         );
+        assert_eq!(
+            st.wall_crossed(&l, now + Duration::from_millis(1001)),
+            Some(Hit::monitor(Verdict::Wle, "wall_time"))
+        );
         st.record(Hit::monitor(Verdict::Mle, "memory"));
         assert!(!st.due(true, now + Duration::from_secs(5)));
-        assert_eq!(
-            st.next_wake(&l, true, now),
-            Some(now + Duration::from_millis(1001))
-        );
+        // An ended job neither wakes the monitor nor crosses its wall limit again.
+        assert_eq!(st.next_wake(&l, true, now), None);
+        assert_eq!(st.wall_crossed(&l, now + Duration::from_secs(5)), None);
     }
 
     #[test]

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::decide::{
-    check_sample, needs_sampling, wall_hit, Hit, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL,
-};
+use crate::decide::{check_sample, needs_sampling, Hit, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL};
 use crate::engine::{self, Registry, RunState};
 use crate::limits::Limits;
 use crate::outcome::ProcessInfo;
@@ -150,7 +148,7 @@ fn run_thread(m: &'static Monitor) {
             let (wall, is_due) = {
                 let st = j.lock();
                 (
-                    wall_hit(&j.limits, st.run.started, now),
+                    st.run.wall_crossed(&j.limits, now),
                     st.run.due(j.sampled, now),
                 )
             };

@@ -583,7 +583,7 @@ impl Child {
     pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<i64>> {
         let until = timeout.map(|t| Instant::now() + t);
         loop {
-            let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = crate::engine::lock(&self.status);
             if st.is_none() {
                 let mut status = 0;
                 // SAFETY: polling our own child; `status` is writable.
@@ -612,12 +612,7 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-        {
+        if crate::engine::lock(&self.status).is_none() {
             let mut status = 0;
             // SAFETY: reaping our own child if it has ended (never blocks).
             unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };

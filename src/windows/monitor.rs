@@ -31,7 +31,7 @@ use super::handle::{own, raw, werr, OwnedHandle};
 use super::query::{
     basic_and_io, extended_limits, memory_of, process_ids, wine_console_host, KILL_EXIT_CODE,
 };
-use crate::decide::{self, check_sample, wall_hit, Hit, JobMessage, Sample};
+use crate::decide::{self, check_sample, Hit, JobMessage, Sample};
 use crate::engine::{self, Registry, RunState};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -244,8 +244,8 @@ fn run_thread() {
             None => std::thread::sleep(Duration::from_millis(1)),
         }
     };
+    let mut timeout = 0;
     loop {
-        let timeout = next_wait(m);
         let mut bytes = 0u32;
         let mut key = 0usize;
         let mut ov: *mut OVERLAPPED = std::ptr::null_mut();
@@ -260,29 +260,29 @@ fn run_thread() {
             }
         }
         let now = Instant::now();
-        for job in m.jobs.all() {
+        let all = m.jobs.all();
+        for job in &all {
             let (wall, due) = {
                 let st = job.lock();
                 (
-                    wall_hit(&job.limits, st.run.started, now).filter(|_| st.run.hit.is_none()),
+                    st.run.wall_crossed(&job.limits, now),
                     st.run.due(job.sampled, now),
                 )
             };
             if let Some(h) = wall {
                 job.fire(h);
             } else if due {
-                sample(&job, now);
+                sample(job, now);
             }
         }
+        timeout = next_wait(&all);
     }
 }
 
-/// Milliseconds until the next thing the thread must do.
-fn next_wait(m: &Monitor) -> u32 {
+/// Milliseconds until the next thing the thread must do for `jobs`.
+fn next_wait(jobs: &[Arc<JobShared>]) -> u32 {
     let now = Instant::now();
-    let until = m
-        .jobs
-        .all()
+    let until = jobs
         .iter()
         .filter_map(|j| j.lock().run.next_wake(&j.limits, j.sampled, now))
         .min();
