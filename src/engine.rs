@@ -185,6 +185,9 @@ pub struct RunState {
     /// The highest memory of any one process, and of the job, seen so far.
     pub peak_process_memory: u64,
     pub peak_job_memory: u64,
+    /// The main process has exited: no limit fires after that (what is left
+    /// is being ended and drained, not judged).
+    pub ended: bool,
     next_sample: Option<Instant>,
     backoff: Backoff,
 }
@@ -205,14 +208,14 @@ impl RunState {
         sampled
             && self.started.is_some()
             && self.hit.is_none()
+            && !self.ended
             && self.next_sample.is_none_or(|t| now >= t)
     }
 
     /// The wall limit crossed at `now`, while no limit has been recorded yet
     /// (a job already ended needs no second look).
     pub fn wall_crossed(&self, limits: &Limits, now: Instant) -> Option<Hit> {
-        self.hit
-            .is_none()
+        (self.hit.is_none() && !self.ended)
             .then(|| decide::wall_hit(limits, self.started, now))
             .flatten()
     }
@@ -223,7 +226,7 @@ impl RunState {
     /// ended, and a deadline left in the past would wake the monitor at once,
     /// again and again, until the job is unregistered.
     pub fn next_wake(&self, limits: &Limits, sampled: bool, now: Instant) -> Option<Instant> {
-        if self.started.is_none() || self.hit.is_some() {
+        if self.started.is_none() || self.hit.is_some() || self.ended {
             return None;
         }
         let sample = sampled.then(|| self.next_sample.unwrap_or(now));

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::cgroup::JobCgroup;
 use crate::decide::{check_sample, needs_sampling, Hit, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL};
 use crate::engine::{self, Registry, RunState};
 use crate::limits::Limits;
@@ -25,6 +26,8 @@ pub(crate) struct JobShared {
     pub key: usize,
     pub limits: Limits,
     sampled: bool,
+    /// The job's cgroups: exact membership, one kill, the kernel's counts.
+    pub cg: Option<JobCgroup>,
     state: Mutex<JobState>,
 }
 
@@ -33,12 +36,18 @@ impl JobShared {
         engine::lock(&self.state)
     }
 
-    /// SIGKILL to every process group of the job, and to every process of its
-    /// sessions that left the group (`setpgid`), found by a `/proc` scan: for
-    /// every sampled job (a backed-off job may not have seen the descendant
-    /// yet) and wherever the monitor saw more processes than the groups'
-    /// leaders. A process that left the session (`setsid`) is not followed.
+    /// SIGKILL to every process of the job: its cgroup's, where it has one.
+    /// Otherwise to every process group of the job, and to every process of
+    /// its sessions that left the group (`setpgid`), found by a `/proc` scan:
+    /// for every sampled job (a backed-off job may not have seen the
+    /// descendant yet) and wherever the monitor saw more processes than the
+    /// groups' leaders. A process that left the session (`setsid`) is then
+    /// not followed (`not_applied` says so).
     pub fn kill_all(&self) {
+        if let Some(cg) = &self.cg {
+            cg.kill();
+            return;
+        }
         let (sessions, more) = {
             let st = self.lock();
             (
@@ -127,11 +136,33 @@ pub(crate) fn register(limits: &Limits) -> Arc<JobShared> {
         key,
         limits: limits.clone(),
         sampled: needs_sampling(limits),
+        cg: JobCgroup::create(key, kernel_memory_limit(limits)),
         state: Mutex::new(JobState::default()),
     });
     m.jobs.insert(key, job.clone());
     wake();
     job
+}
+
+/// The memory limit the kernel can enforce for the whole job: `job_memory`,
+/// or `memory` where the job may hold one process only (a per-process limit
+/// over a tree stays the monitor's).
+pub(crate) fn kernel_memory_limit(limits: &Limits) -> Option<u64> {
+    limits
+        .job_memory
+        .or(limits.memory.filter(|_| limits.processes == Some(1)))
+}
+
+/// The job's live processes: its cgroup's members, else its sessions' (a
+/// `/proc` scan).
+pub(crate) fn members(job: &JobShared) -> Vec<i32> {
+    match &job.cg {
+        Some(cg) => cg.members(),
+        None => {
+            let sessions = job.lock().sessions.iter().copied().collect();
+            scan(&sessions).into_iter().map(|p| p.pid).collect()
+        }
+    }
 }
 
 pub(crate) fn unregister(job: &JobShared) {
@@ -174,6 +205,10 @@ fn run_thread(m: &'static Monitor) {
             .iter()
             .filter_map(|j| j.lock().run.next_wake(&j.limits, j.sampled, now))
             .min();
+        // Hold no job while asleep: the last owner of an ended job frees it
+        // (and removes its cgroups) at once, not at the monitor's next wake.
+        drop(due);
+        drop(all);
         let mut pending = engine::lock(&m.pending);
         if !*pending {
             pending = match until {
@@ -333,16 +368,21 @@ pub fn scan(sessions: &std::collections::HashSet<i32>) -> Vec<ProcInfo> {
 /// over a limit, and schedules each job's next sample. True if any job was
 /// active.
 fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
+    let page = page_size();
     let mut sessions = std::collections::HashSet::new();
-    for j in due {
+    for j in due.iter().filter(|j| j.cg.is_none()) {
         sessions.extend(j.lock().sessions.iter().copied());
     }
-    let procs: Vec<ProcInfo> = if full {
+    // Jobs without a cgroup are found by session: all of /proc when `full`,
+    // else only the processes already known (new ones wait for the next
+    // full scan). A cgroup lists its members exactly.
+    let procs: Vec<ProcInfo> = if sessions.is_empty() {
+        Vec::new()
+    } else if full {
         scan(&sessions)
     } else {
-        let page = page_size();
         let mut known: Vec<i32> = Vec::new();
-        for j in due {
+        for j in due.iter().filter(|j| j.cg.is_none()) {
             known.extend(j.lock().known.iter().copied());
         }
         known
@@ -352,21 +392,33 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
             .collect()
     };
     let ticks = clock_ticks();
-    let mut by_session: HashMap<i32, Vec<&ProcInfo>> = HashMap::new();
-    for p in &procs {
+    let mut by_session: HashMap<i32, Vec<ProcInfo>> = HashMap::new();
+    for p in procs {
         by_session.entry(p.session).or_default().push(p);
     }
     let mut any_active = false;
     for j in due {
+        let in_cg: Vec<ProcInfo> = j.cg.as_ref().map_or_else(Vec::new, |cg| {
+            cg.members()
+                .into_iter()
+                .filter_map(|p| read_proc(p, page))
+                .collect()
+        });
+        let kernel = j.cg.as_ref().map(|cg| (cg.cpu_ns(), cg.memory_peak()));
         let mut st = j.lock();
-        let mine: Vec<&ProcInfo> = st
-            .sessions
-            .iter()
-            .filter_map(|s| by_session.get(s))
-            .flatten()
-            .copied()
-            .collect();
-        let cpu: u64 = mine.iter().map(|p| p.cpu_ticks).sum();
+        let mine: Vec<&ProcInfo> = if j.cg.is_some() {
+            in_cg.iter().collect()
+        } else {
+            st.sessions
+                .iter()
+                .filter_map(|s| by_session.get(s))
+                .flatten()
+                .collect()
+        };
+        let mut cpu: u64 = mine.iter().map(|p| p.cpu_ticks).sum();
+        if let Some((Some((u, s)), _)) = kernel {
+            cpu = cpu.max((u + s) / (1_000_000_000 / ticks.max(1)));
+        }
         st.cpu_ticks = st.cpu_ticks.max(cpu);
         st.known = mine
             .iter()
@@ -379,6 +431,9 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
         }
         let job_mem: u64 = mine.iter().map(|p| p.data_bytes).sum();
         st.run.peak_job_memory = st.run.peak_job_memory.max(job_mem);
+        if let Some((_, Some(peak))) = kernel {
+            st.run.peak_job_memory = st.run.peak_job_memory.max(peak);
+        }
         let activity = cpu + st.seen.len() as u64 + job_mem;
         let active = st.run.schedule(&j.limits, activity, monitor().epoch, now);
         any_active |= active || crate::decide::counts_processes(&j.limits);

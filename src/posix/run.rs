@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(not(target_os = "linux"))]
 use super::exec::{data_backstop, nice_of, resolve};
-use super::monitor::{self, clock_ticks, scan, JobShared};
+use super::monitor::{self, clock_ticks, JobShared};
 use crate::command::{Command, Output, Stdin};
 use crate::decide::{self, Ending, Hit, OUTPUT_LIMIT_HIT};
 use crate::engine::{self, Finish, Outputs, RunSteps};
@@ -45,6 +45,28 @@ fn not_applied(l: &Limits) -> Vec<NotApplied> {
             reason: why.into(),
         });
     }
+    for m in super::cgroup::missing() {
+        match m {
+            "containment" => v.push(NotApplied {
+                limit: "containment",
+                reason: "no writable cgroup: a process that leaves the job's session \
+                         (setsid) is not followed, and the CPU of orphaned processes \
+                         is not counted"
+                    .into(),
+            }),
+            _ if l.memory.is_some() || l.job_memory.is_some() => v.push(NotApplied {
+                limit: if l.job_memory.is_some() {
+                    "job_memory"
+                } else {
+                    "memory"
+                },
+                reason: "no memory cgroup: memory is sampled (every 25 ms), so short \
+                         peaks and shared memory can be missed"
+                    .into(),
+            }),
+            _ => {}
+        }
+    }
     v
 }
 
@@ -72,14 +94,17 @@ fn devnull(write: bool) -> Result<OwnedFd> {
     Ok(OwnedFd::from(f))
 }
 
-/// Starts `cmd` in a new session with `fds` as its stdio; returns its pid.
-fn start_child(cmd: &Command, fds: [&OwnedFd; 3]) -> Result<i32> {
+/// Starts `cmd` into `job` (its cgroups, a new session) with `fds` as its
+/// stdio; returns its pid.
+fn start_child(cmd: &Command, fds: [&OwnedFd; 3], job: &JobShared) -> Result<i32> {
     #[cfg(target_os = "linux")]
     {
-        super::spawn::spawn(cmd, fds)
+        let join = job.cg.as_ref().map_or(&[][..], |c| c.procs_files());
+        super::spawn::spawn(cmd, fds, join)
     }
     #[cfg(not(target_os = "linux"))]
     {
+        let _ = job; // no cgroups on this system
         let dup = |f: &OwnedFd| -> Result<StdStdio> {
             Ok(StdStdio::from(f.try_clone().map_err(|e| io_err("dup", e))?))
         };
@@ -241,7 +266,7 @@ impl Running {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let job = monitor::register(&cmd.limits);
-        let pid = start_child(cmd, [&child_in, &out_w, &err_w])
+        let pid = start_child(cmd, [&child_in, &out_w, &err_w], &job)
             .inspect_err(|_| monitor::unregister(&job))?;
         // Only the child holds its ends now: end of file follows its exit.
         drop((child_in, out_w, err_w));
@@ -366,6 +391,8 @@ impl Running {
         if r != 0 || unsafe { info.si_pid() } == 0 {
             return;
         }
+        // No limit fires from now on: the rest is ended, then drained.
+        self.job.lock().run.ended = true;
         self.job.kill_all();
         // SAFETY: reaping our own child; `status` and `ru` are writable.
         let r = unsafe { libc::wait4(self.pid, &mut status, 0, &mut ru) };
@@ -383,24 +410,37 @@ impl Running {
     fn outcome(&mut self) -> Outcome {
         let (status, ru, exited) = self.exit.expect("finish after exit");
         monitor::unregister(&self.job);
+        // The kernel's figures for the whole tree, where the job has a cgroup
+        // (read after the rest was killed: nothing runs in it any more).
+        let cg = self.job.cg.as_ref();
+        let cg_cpu = cg.and_then(|c| c.cpu_ns());
+        let cg_peak = cg.and_then(|c| c.memory_peak()).unwrap_or(0);
+        let oom = cg.map_or(0, |c| c.oom_kills());
         let st = self.job.lock();
         let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
         let sampled_cpu = st.cpu_ticks as f64 / clock_ticks() as f64;
-        let (user, kernel) = (tv(ru.ru_utime), tv(ru.ru_stime));
+        let (mut user, mut kernel) = (tv(ru.ru_utime), tv(ru.ru_stime));
+        if let Some((u, k)) = cg_cpu.filter(|(u, k)| (u + k) as f64 / 1e9 >= user + kernel) {
+            (user, kernel) = (u as f64 / 1e9, k as f64 / 1e9);
+        }
         let scale = if user + kernel < sampled_cpu && user + kernel > 0.0 {
             sampled_cpu / (user + kernel)
         } else {
             1.0
         };
-        let maxrss = (ru.ru_maxrss.max(0) as u64) * 1024;
+        // Not ru_maxrss: a child started by clone(CLONE_VM) or fork carries
+        // the supervisor's peak into its own. One process alone: the job's
+        // peak is its peak.
+        let seen = (st.seen.len() as u32).max(1);
+        let process_peak = if seen == 1 { cg_peak } else { 0 };
         let mut o = Outcome {
             pid: self.pid as u32,
             user_time: user * scale,
             kernel_time: kernel * scale,
             wall_time: exited.saturating_duration_since(self.started).as_secs_f64(),
-            peak_memory: st.run.peak_process_memory.max(maxrss),
-            peak_job_memory: st.run.peak_job_memory.max(maxrss),
-            processes: (st.seen.len() as u32).max(1),
+            peak_memory: st.run.peak_process_memory.max(process_peak),
+            peak_job_memory: st.run.peak_job_memory.max(cg_peak),
+            processes: seen,
             read_bytes: (ru.ru_inblock.max(0) as u64) * 512,
             write_bytes: (ru.ru_oublock.max(0) as u64) * 512,
             not_applied: self.not_applied.clone(),
@@ -421,11 +461,24 @@ impl Running {
         self.outputs.finish_into(&mut o);
         let abnormal = signal.is_some() || o.exit_code != Some(0);
         // What the exit itself shows: RLIMIT_CPU's SIGXCPU (only where a CPU
-        // limit was set: a program may raise SIGXCPU itself), or an abnormal
-        // end after the memory peak passed the limit.
-        let exit_hit = if signal == Some(libc::SIGXCPU) && self.job.limits.cpu_time.is_some() {
+        // limit was set: a program may raise SIGXCPU itself), the cgroup's
+        // OOM killer, the tree's CPU past the limit (orphans included, even
+        // after a clean exit), or an abnormal end after the memory peak
+        // passed the limit.
+        let l = &self.job.limits;
+        let cpu_total = Duration::from_secs_f64(o.user_time + o.kernel_time);
+        let exit_hit = if signal == Some(libc::SIGXCPU) && l.cpu_time.is_some() {
             Some(Hit::kernel(Verdict::Tle, "cpu_time"))
-        } else if abnormal && self.job.limits.memory.is_some_and(|m| o.peak_memory > m) {
+        } else if oom > 0 {
+            let which = if l.job_memory.is_some() {
+                "job_memory"
+            } else {
+                "memory"
+            };
+            Some(Hit::kernel(Verdict::Mle, which))
+        } else if l.cpu_time.is_some_and(|t| cpu_total > t) {
+            Some(Hit::kernel(Verdict::Tle, "cpu_time"))
+        } else if abnormal && l.memory.is_some_and(|m| o.peak_memory > m) {
             Some(Hit::kernel(Verdict::Mle, "memory"))
         } else {
             None
@@ -444,12 +497,11 @@ impl Running {
     }
 }
 
-/// The processes of the job's sessions that are alive (not zombies).
+/// The processes of the job that are alive (not zombies).
 fn live_pids(job: &JobShared) -> Vec<u32> {
-    let sessions = job.lock().sessions.iter().copied().collect();
-    scan(&sessions)
+    monitor::members(job)
         .into_iter()
-        .map(|p| p.pid as u32)
+        .map(|p| p as u32)
         .filter(|&p| process_alive(p))
         .collect()
 }
@@ -653,7 +705,7 @@ impl Sandbox {
             }
         };
         let (o, e) = (out(&cmd.stdout)?, out(&cmd.stderr)?);
-        let pid = start_child(cmd, [&stdin, &o, &e])?;
+        let pid = start_child(cmd, [&stdin, &o, &e], &self.job)?;
         self.job.add_session(pid);
         Ok(Child {
             pid,
@@ -692,17 +744,23 @@ impl Sandbox {
     /// the memory peaks, processes seen and alive. I/O is not counted.
     pub fn accounting(&self) -> Result<Accounting> {
         let active = live_pids(&self.job).len() as u32;
+        let cg_cpu = self.job.cg.as_ref().and_then(|c| c.cpu_ns());
+        let cg_peak = self.job.cg.as_ref().and_then(|c| c.memory_peak());
         let st = self.job.lock();
         let ticks_100ns = 10_000_000 / clock_ticks().max(1);
+        let (user, kernel) = match cg_cpu {
+            Some((u, k)) => ((u / 100) as i64, (k / 100) as i64),
+            None => ((st.cpu_ticks * ticks_100ns) as i64, 0),
+        };
         Ok(Accounting {
-            user_time_100ns: (st.cpu_ticks * ticks_100ns) as i64,
-            kernel_time_100ns: 0,
+            user_time_100ns: user,
+            kernel_time_100ns: kernel,
             total_processes: st.seen.len() as u32,
             active_processes: active,
             read_bytes: 0,
             write_bytes: 0,
             peak_process_memory: st.run.peak_process_memory,
-            peak_job_memory: st.run.peak_job_memory,
+            peak_job_memory: st.run.peak_job_memory.max(cg_peak.unwrap_or(0)),
         })
     }
 }

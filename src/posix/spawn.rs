@@ -33,11 +33,20 @@ struct Prepared {
     rlimits: Vec<(libc::c_int, libc::rlimit)>,
     nice: Option<libc::c_int>,
     parent: libc::pid_t,
-    /// Written by the child when exec fails.
+    /// The job's `cgroup.procs` files: the child joins them first.
+    join: Vec<CString>,
+    /// Written by the child when a step fails: the errno, and which step.
     err: libc::c_int,
+    stage: Stage,
 }
 
-fn prepare(cmd: &Command, fds: [&OwnedFd; 3]) -> Result<Prepared> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Join,
+    Exec,
+}
+
+fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Result<Prepared> {
     let path = resolve(cmd)?;
     let path = cstring("args", path.as_os_str().as_bytes())?;
     let mut argv_s = vec![cstring("args", cmd.program.as_bytes())?];
@@ -119,7 +128,9 @@ fn prepare(cmd: &Command, fds: [&OwnedFd; 3]) -> Result<Prepared> {
         nice: l.priority.map(nice_of),
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
+        join: join.to_vec(),
         err: 0,
+        stage: Stage::Exec,
     })
 }
 
@@ -144,6 +155,17 @@ unsafe fn child_steps(p: &mut Prepared) -> ! {
                 sa.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(sig, &sa, std::ptr::null_mut());
             }
+        }
+        // Into the job's cgroups before anything else, so all it starts
+        // is in them too; a job that cannot be joined is not started.
+        for f in &p.join {
+            let fd = libc::open(f.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr() as *const _, 1) != 1 {
+                p.err = *libc::__errno_location();
+                p.stage = Stage::Join;
+                libc::_exit(127);
+            }
+            libc::close(fd);
         }
         libc::setsid();
         libc::prctl(
@@ -198,8 +220,9 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 /// Starts `cmd` with `fds` as its stdin, stdout, stderr; returns its pid.
-pub(crate) fn spawn(cmd: &Command, fds: [&OwnedFd; 3]) -> Result<libc::pid_t> {
-    let mut p = prepare(cmd, fds)?;
+/// `join`: the `cgroup.procs` files the child writes itself into first.
+pub(crate) fn spawn(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Result<libc::pid_t> {
+    let mut p = prepare(cmd, fds, join)?;
     const STACK: usize = 256 * 1024;
     let mut stack = vec![0u8; STACK];
     // SAFETY: one past the end of the buffer, aligned down to 16 bytes.
@@ -241,6 +264,13 @@ pub(crate) fn spawn(cmd: &Command, fds: [&OwnedFd; 3]) -> Result<libc::pid_t> {
         let mut status = 0;
         // SAFETY: reaping the child that failed to exec.
         unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: as for `err`.
+        if unsafe { std::ptr::read_volatile(&p.stage) } == Stage::Join {
+            return Err(Error::os(
+                format!("starting {:?}: joining the job's cgroup", cmd.program),
+                err,
+            ));
+        }
         return Err(Error::os(format!("starting {:?}", cmd.program), err));
     }
     Ok(pid)

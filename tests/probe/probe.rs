@@ -3,7 +3,9 @@
 //!
 //! exit N | sleep SECS | spin SECS | crash | echo-args ARGS... | cat |
 //! cat-both | flood BYTES | alloc MIB HOLD_SECS | fork-bomb | tree N SECS |
-//! grandchild SECS | env NAME | cwd | in-job | handle-valid VALUE | hello
+//! grandchild SECS | env NAME | cwd | in-job | handle-valid VALUE | hello |
+//! daemon SECS | setsid-bomb | holder SECS | spin-children N SECS | burn SECS |
+//! shared MIB
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -55,6 +57,71 @@ fn handle_valid(v: usize) -> bool {
 fn handle_valid(v: usize) -> bool {
     // SAFETY: fcntl on any integer is safe; a closed fd gives EBADF.
     unsafe { libc::fcntl(v as i32, libc::F_GETFD) != -1 }
+}
+
+#[cfg(unix)]
+fn shared_memory(len: usize) {
+    // SAFETY: a new anonymous shared mapping of `len` bytes, written only
+    // within its bounds.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            eprintln!("mmap failed");
+            std::process::exit(3);
+        }
+        for off in (0..len).step_by(4096) {
+            *(p as *mut u8).add(off) = 1;
+        }
+    }
+}
+
+/// This process's CPU time (POSIX; wall time since start elsewhere).
+fn own_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+    }
+    #[cfg(not(unix))]
+    {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_secs_f64()
+    }
+}
+
+/// Whether our child `pid` has ended and is waiting to be reaped (POSIX;
+/// elsewhere: not running).
+fn ended_unreaped(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            == Some("Z")
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+#[cfg(not(unix))]
+fn shared_memory(len: usize) {
+    std::hint::black_box(vec![1u8; len]);
 }
 
 #[allow(clippy::zombie_processes)] // children are left running on purpose
@@ -182,6 +249,83 @@ fn main() {
                 libc::setpgid(0, 0);
             }
             std::thread::sleep(Duration::from_secs_f64(arg(&a, 1, "seconds")));
+        }
+        "daemon" => {
+            // A child that leaves the session (setsid) and outlives this
+            // process, which returns at once: the classic daemon.
+            let secs: String = arg(&a, 1, "seconds");
+            let c = spawn_self(&["setsid-sleep", &secs]).unwrap();
+            println!("{}", c.id());
+        }
+        "setsid-sleep" => {
+            #[cfg(unix)]
+            // SAFETY: setsid on ourselves.
+            unsafe {
+                libc::setsid();
+            }
+            std::thread::sleep(Duration::from_secs_f64(arg(&a, 1, "seconds")));
+        }
+        "setsid-bomb" => {
+            // fork-bomb, each process in a session of its own first.
+            #[cfg(unix)]
+            // SAFETY: setsid on ourselves.
+            unsafe {
+                libc::setsid();
+            }
+            let generation: u32 = a.get(1).and_then(|g| g.parse().ok()).unwrap_or(0);
+            let mut kids = Vec::new();
+            if generation < 10 {
+                let next = (generation + 1).to_string();
+                for _ in 0..2 {
+                    if let Ok(c) = spawn_self(&["setsid-bomb", &next]) {
+                        kids.push(c);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        "holder" => {
+            // A child that keeps this process's stdout open for SECS; its pid
+            // on stdout; this process returns at once.
+            let secs: String = arg(&a, 1, "seconds");
+            let c = Command::new(me())
+                .args(["sleep", &secs])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            println!("{}", c.id());
+        }
+        "spin-children" => {
+            // N children that burn SECS of CPU each (their own CPU clock),
+            // never waited for (their CPU is in no rusage of ours); returns
+            // once they have all ended.
+            let n: u32 = arg(&a, 1, "count");
+            let secs: f64 = arg(&a, 2, "seconds");
+            let kids: Vec<_> = (0..n)
+                .map(|_| spawn_self(&["burn", &secs.to_string()]).unwrap())
+                .collect();
+            while !kids.iter().all(|c| ended_unreaped(c.id())) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        "burn" => {
+            let secs: f64 = arg(&a, 1, "seconds");
+            let mut x = 0u64;
+            while own_cpu_seconds() < secs {
+                for _ in 0..100_000 {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+            }
+            std::hint::black_box(x);
+        }
+        "shared" => {
+            // MIB of shared anonymous memory, every page touched (POSIX; a
+            // plain allocation elsewhere), then held a moment.
+            let mib: usize = arg(&a, 1, "MiB");
+            shared_memory(mib << 20);
+            println!("touched {mib} MiB shared");
+            out.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
         }
         "env" => println!(
             "{}",
