@@ -123,6 +123,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 let v = val(opt)?;
                 let (k, x) = v
                     .split_once('=')
+                    .filter(|(k, _)| !k.is_empty() && !k.contains('\0'))
                     .ok_or_else(|| format!("--env takes NAME=VALUE, not {v:?}"))?;
                 cmd.env.changes.push((k.to_string(), Some(x.to_string())));
             }
@@ -294,6 +295,7 @@ mod tests {
             (vec!["run"], "no PROGRAM"),
             (vec!["frobnicate"], "unknown command"),
             (vec!["run", "--env", "novalue", "x"], "NAME=VALUE"),
+            (vec!["run", "--env", "=x", "x"], "NAME=VALUE"),
             (vec!["run", "--json=1", "x"], "takes no value"),
         ] {
             let e = p(&args).unwrap_err();

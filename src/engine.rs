@@ -19,7 +19,7 @@ use crate::outcome::Outcome;
 
 enum Sink {
     Memory(Vec<u8>),
-    File(std::fs::File),
+    File(std::fs::File, std::path::PathBuf),
     Discard,
 }
 
@@ -44,7 +44,7 @@ impl Outputs {
             Ok(match o {
                 Output::Capture => Sink::Memory(Vec::new()),
                 Output::Discard => Sink::Discard,
-                Output::File(p) => Sink::File(create(p)?),
+                Output::File(p) => Sink::File(create(p)?, p.clone()),
             })
         };
         Ok(Outputs {
@@ -68,9 +68,9 @@ impl Outputs {
         };
         match &mut self.sinks[i] {
             Sink::Memory(v) => v.extend_from_slice(&chunk[..keep]),
-            Sink::File(f) => f
+            Sink::File(f, path) => f
                 .write_all(&chunk[..keep])
-                .map_err(|e| Error::from_io("writing output file", e))?,
+                .map_err(|e| Error::from_io(format!("writing the output file {path:?}"), e))?,
             Sink::Discard => {}
         }
         let first = keep < chunk.len() && !self.truncated;

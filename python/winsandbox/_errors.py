@@ -30,7 +30,12 @@ def _sandbox_error(e: OSError) -> OSError:
             cls.__module__ = __name__.rsplit(".", 1)[0]
             _KNOWN_ERRORS[base] = cls
     winerror = getattr(e, "winerror", None)
-    new = cls(e.errno, e.strerror, e.filename, winerror) if winerror is not None else cls(e.errno, e.strerror)
+    if winerror is not None:
+        new = cls(e.errno, e.strerror, e.filename, winerror)
+    elif e.filename is not None:
+        new = cls(e.errno, e.strerror, e.filename)
+    else:
+        new = cls(e.errno, e.strerror)
     if winerror is None and e.errno is None:
         new = cls(*e.args)
     return new

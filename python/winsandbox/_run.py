@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union, overload
 
 from . import _winsandbox
-from ._command import DEVNULL, PIPE, StrPath, _argv, _env_changes
+from ._command import DEVNULL, PIPE, StrPath, _argv, _cwd, _env_changes, _input_bytes, _output, _stdin_file
 from ._errors import _sandbox_error
 from ._limits import Limits
 from ._outcome import Outcome, Verdict, _outcome
@@ -57,11 +57,13 @@ def _start(
         lim = lim.replace(wall_time=min(timeout, lim.wall_time) if lim.wall_time else timeout)
     if input is not None and stdin is not None:
         raise ValueError("stdin and input cannot both be given")
-    data: Union[bytes, StrPath, None] = stdin
+    data: Union[bytes, str, None] = _stdin_file(stdin)
     if input is not None:
-        data = input.encode(encoding or "utf-8", errors or "strict") if isinstance(input, str) else bytes(input)
+        data = _input_bytes(input, encoding, errors)
     default = PIPE if capture_output else DEVNULL
+    out, err = _output("stdout", stdout), _output("stderr", stderr)
     changes, inherit = _env_changes(env, extra_env)
+    cwd = _cwd(cwd)
     try:
         run = _winsandbox.start(
             argv,
@@ -69,8 +71,8 @@ def _start(
             env=changes,
             env_inherit=inherit,
             stdin=data,
-            stdout=default if stdout is None else stdout,
-            stderr=default if stderr is None else stderr,
+            stdout=default if out is None else out,
+            stderr=default if err is None else err,
             spawn_path=spawn_path,
             limits=lim,
         )

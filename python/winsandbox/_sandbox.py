@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Optional
 
 from . import _winsandbox
-from ._command import StrPath, _argv, _env_changes
+from ._command import StrPath, _argv, _cwd, _env_changes, _output, _stdin_file
 from ._errors import _sandbox_error
 from ._limits import Limits
 from ._outcome import Accounting, ProcessInfo, Verdict
@@ -62,6 +62,8 @@ class Sandbox:
 
     def __init__(self, limits: Optional[Limits] = None) -> None:
         lim = limits if limits is not None else Limits()
+        if not isinstance(lim, Limits):
+            raise TypeError(f"limits: expected winsandbox.Limits, got {lim!r}")
         try:
             self._native = _winsandbox.Sandbox(lim)
         except OSError as e:
@@ -80,17 +82,25 @@ class Sandbox:
         stderr: Optional[StrPath] = None,
     ) -> SandboxProcess:
         """Starts a process in the job; stdio are files or the null device."""
-        changes, inherit = _env_changes(env, extra_env)
         argv = _argv(args)
+        changes, inherit = _env_changes(env, extra_env)
+
+        def file(name: str, v: object) -> Optional[str]:
+            f = _output(name, v)
+            if isinstance(f, int):
+                raise ValueError(f"{name}: a Sandbox process writes to a file or the null device (None), not {f!r}")
+            return f
+
+        stdin_f, stdout_f, stderr_f = _stdin_file(stdin), file("stdout", stdout), file("stderr", stderr)
         try:
             p = self._native.spawn(
                 argv,
-                cwd=cwd,
+                cwd=_cwd(cwd),
                 env=changes,
                 env_inherit=inherit,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
+                stdin=stdin_f,
+                stdout=stdout_f,
+                stderr=stderr_f,
             )
         except OSError as e:
             raise _sandbox_error(e) from None

@@ -24,8 +24,14 @@ pub(super) fn resolve(cmd: &Command) -> Result<std::path::PathBuf> {
         if p.is_file() {
             return Ok(p.to_path_buf());
         }
+        if p.is_dir() {
+            return Err(Error::os(
+                format!("starting {:?}: a directory, not a program", cmd.program),
+                libc::EISDIR,
+            ));
+        }
         return Err(Error::os(
-            format!("starting {:?}: no such program", cmd.program),
+            format!("starting {:?}", cmd.program),
             libc::ENOENT,
         ));
     }
@@ -42,12 +48,7 @@ pub(super) fn resolve(cmd: &Command) -> Result<std::path::PathBuf> {
     std::env::split_paths(&path.unwrap_or_else(|| "/usr/bin:/bin".into()))
         .map(|d| d.join(&cmd.program))
         .find(|c| c.is_file())
-        .ok_or_else(|| {
-            Error::os(
-                format!("starting {:?}: not found on PATH", cmd.program),
-                libc::ENOENT,
-            )
-        })
+        .ok_or_else(|| Error::os(format!("finding {:?} on PATH", cmd.program), libc::ENOENT))
 }
 
 /// `RLIMIT_DATA` for a memory limit `m`: the monitor is the limit; this only

@@ -180,7 +180,7 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
     let resolved = resolve_program(req.program, req.env);
     if resolved.is_none() && req.program.contains(['\\', '/', ':']) {
         return Err(Error::os(
-            format!("starting {:?}: no such program", req.program),
+            format!("starting {:?}", req.program),
             ERROR_FILE_NOT_FOUND,
         ));
     }
