@@ -124,7 +124,7 @@ fn cpu_past_the_limit_is_tle_even_after_a_clean_exit() {
         ..Default::default()
     };
     for _ in 0..3 {
-        let o = winsandbox::run(&with_limits(&["spin", "1.1"], l.clone())).unwrap();
+        let o = winsandbox::run(&with_limits(&["burn", "1.1"], l.clone())).unwrap();
         assert_eq!(
             (o.verdict(), o.limit),
             (Verdict::Tle, Some("cpu_time")),
