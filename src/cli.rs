@@ -188,6 +188,36 @@ fn human(o: &Outcome) -> String {
 /// Runs the CLI with `args` (without the program name), writing to `out` and
 /// `err`; returns the exit status.
 pub fn main_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    main_until(args, out, err, &mut || false)
+}
+
+/// How often a running CLI asks `stop` whether to end.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// `crate::run`, asking `stop` every `STOP_POLL`: when it says so, the whole
+/// tree is killed and None returned.
+fn run_until(cmd: &Command, stop: &mut dyn FnMut() -> bool) -> crate::Result<Option<Outcome>> {
+    let mut r = crate::backend::Running::start(cmd)?;
+    loop {
+        if let Some(o) = r.wait(Some(STOP_POLL))? {
+            return Ok(Some(o));
+        }
+        if stop() {
+            r.kill();
+            return Ok(None); // dropping `r` reaps what was killed
+        }
+    }
+}
+
+/// `main_with`, ending the run (the whole tree) and returning 130 as soon as
+/// `stop` says so: `python -m winsandbox` passes a check for Ctrl-C and
+/// SIGTERM.
+pub fn main_until(
+    args: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    stop: &mut dyn FnMut() -> bool,
+) -> i32 {
     let inv = match parse(args) {
         Ok(i) => i,
         Err(m) if m.is_empty() => {
@@ -201,8 +231,15 @@ pub fn main_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i
     };
     let captured = matches!(inv.command.stdout, Output::Capture)
         || matches!(inv.command.stderr, Output::Capture);
-    match crate::run(&inv.command) {
-        Ok(o) => {
+    match run_until(&inv.command, stop) {
+        Ok(None) => {
+            let _ = writeln!(
+                err,
+                "winsandbox: interrupted; the program and its tree were killed"
+            );
+            130
+        }
+        Ok(Some(o)) => {
             if inv.json {
                 let _ = writeln!(out, "{}", o.to_json(captured));
             } else {

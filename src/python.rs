@@ -623,11 +623,15 @@ with_close! {
 /// The CLI (`winsandbox run ...`); returns the exit status.
 #[pyfunction]
 fn cli_main(py: Python<'_>, args: Vec<String>) -> i32 {
+    // Ctrl-C (and whatever signal handler the caller set) ends the run at
+    // once: the check runs Python's handlers, and any exception they raise
+    // stops the run (it is not raised further: the status says it).
     py.detach(|| {
-        crate::cli::main_with(
+        crate::cli::main_until(
             &args,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
+            &mut || Python::attach(|py| py.check_signals().is_err()),
         )
     })
 }

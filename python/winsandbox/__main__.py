@@ -3,7 +3,10 @@ as the ``winsandbox`` executable (one implementation, in the native module)."""
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
+from typing import Optional
 
 from . import _winsandbox
 
@@ -18,8 +21,21 @@ def main(argv: list[str] | None = None) -> int:
             # native CLI takes text only. A usage error, as the CLI's own.
             print(f"winsandbox: argument {i} ({a!r}) is not valid UTF-8", file=sys.stderr)
             return 2
-    sys.stdout.flush()
-    return _winsandbox.cli_main(args)
+    got: list[int] = []
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        got.append(signum)
+        raise KeyboardInterrupt
+
+    # SIGTERM ends the run (and its tree) as Ctrl-C does; the status is then
+    # 128 + the signal, as a shell reports it.
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        sys.stdout.flush()
+        code = _winsandbox.cli_main(args)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return 128 + got[0] if got and code == 130 else code
 
 
 if __name__ == "__main__":

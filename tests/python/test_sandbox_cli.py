@@ -162,3 +162,34 @@ def test_cli_missing_program_is_se() -> None:
     p = _cli("run", "--json", "--", "/no/such/program")
     assert p.returncode == 3
     assert json.loads(p.stdout)["verdict"] == "SE"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_cli_signal_ends_the_run_and_its_tree_at_once(tmp_path: Path, sig: str) -> None:
+    if winsandbox.BACKEND != "posix":
+        pytest.skip("POSIX signals to the CLI process")
+    import signal
+
+    pids = tmp_path / "pids"
+    code = f"""
+        import subprocess, sys, time
+        c = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(pids)!r}, "w").write(f"{{c.pid}}\\n")
+        time.sleep(60)
+    """
+    p = subprocess.Popen(
+        [sys.executable, "-m", "winsandbox", "run", "--", *py(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child = int(_wait_for(pids, 1)[0])
+    t = time.monotonic()
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=10)
+    assert time.monotonic() - t < 3, "the CLI did not end at once"
+    assert p.returncode == 128 + getattr(signal, sig), (p.returncode, err)
+    assert b"interrupted" in err and b"Traceback" not in err, err
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child), "the grandchild survived"
