@@ -9,7 +9,7 @@ from ._command import DEVNULL, PIPE
 from ._errors import SandboxError
 from ._limits import Limits
 from ._outcome import Accounting, Outcome, ProcessInfo, Verdict
-from ._run import Job, run, run_async, run_many
+from ._run import Job, RunOptions, run, run_async, run_many
 from ._sandbox import Sandbox, SandboxProcess
 from ._winsandbox import __version__, backend_name
 
@@ -25,6 +25,7 @@ __all__ = [
     "Limits",
     "Outcome",
     "ProcessInfo",
+    "RunOptions",
     "Sandbox",
     "SandboxError",
     "SandboxProcess",

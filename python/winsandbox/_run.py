@@ -9,13 +9,16 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypedDict, Union, overload
 
 from . import _winsandbox
 from ._command import DEVNULL, PIPE, StrPath, _argv, _cwd, _env_changes, _input_bytes, _output, _stdin_file
 from ._errors import _sandbox_error
 from ._limits import Limits
 from ._outcome import Outcome, Verdict, _outcome
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _NO_LIMITS = Limits()
 
@@ -35,18 +38,18 @@ class Job:
 def _start(
     args: Union[StrPath, Sequence[StrPath]],
     *,
-    limits: Optional[Limits],
-    input: Union[bytes, str, None],
-    stdin: Optional[StrPath],
-    stdout: Union[int, StrPath, None],
-    stderr: Union[int, StrPath, None],
-    capture_output: bool,
-    encoding: Optional[str],
-    errors: Optional[str],
-    cwd: Optional[StrPath],
-    env: Optional[Mapping[str, str]],
-    extra_env: Optional[Mapping[str, Optional[str]]],
-    timeout: Optional[float],
+    limits: Optional[Limits] = None,
+    input: Union[bytes, str, None] = None,
+    stdin: Optional[StrPath] = None,
+    stdout: Union[int, StrPath, None] = None,
+    stderr: Union[int, StrPath, None] = None,
+    capture_output: bool = True,
+    encoding: Optional[str] = None,
+    errors: Optional[str] = None,
+    cwd: Optional[StrPath] = None,
+    env: Optional[Mapping[str, str]] = None,
+    extra_env: Optional[Mapping[str, Optional[str]]] = None,
+    timeout: Optional[float] = None,
     spawn_path: str = "auto",
 ) -> _winsandbox.Run:
     argv = _argv(args)
@@ -92,120 +95,113 @@ def _wait(run: _winsandbox.Run) -> Outcome[bytes]:
     return d
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of `run` and `run_async` besides ``text``,
+    ``encoding`` and ``errors`` (for typing a wrapper's ``**options``)."""
+
+    limits: Optional[Limits]
+    input: Union[bytes, str, None]
+    stdin: Optional[StrPath]
+    stdout: Union[int, StrPath, None]
+    stderr: Union[int, StrPath, None]
+    capture_output: bool
+    cwd: Optional[StrPath]
+    env: Optional[Mapping[str, str]]
+    extra_env: Optional[Mapping[str, Optional[str]]]
+    timeout: Optional[float]
+
+
 @overload
 def run(
     args: Sequence[StrPath],
     *,
-    limits: Optional[Limits] = ...,
-    input: Union[bytes, str, None] = ...,
-    stdin: Optional[StrPath] = ...,
-    stdout: Union[int, StrPath, None] = ...,
-    stderr: Union[int, StrPath, None] = ...,
-    capture_output: bool = ...,
     text: Literal[False] = ...,
     encoding: None = ...,
     errors: None = ...,
-    cwd: Optional[StrPath] = ...,
-    env: Optional[Mapping[str, str]] = ...,
-    extra_env: Optional[Mapping[str, Optional[str]]] = ...,
-    timeout: Optional[float] = ...,
+    **options: Unpack[RunOptions],
 ) -> Outcome[bytes]: ...
 @overload
 def run(
     args: Sequence[StrPath],
     *,
-    limits: Optional[Limits] = ...,
-    input: Union[bytes, str, None] = ...,
-    stdin: Optional[StrPath] = ...,
-    stdout: Union[int, StrPath, None] = ...,
-    stderr: Union[int, StrPath, None] = ...,
-    capture_output: bool = ...,
     text: Literal[True],
     encoding: Optional[str] = ...,
     errors: Optional[str] = ...,
-    cwd: Optional[StrPath] = ...,
-    env: Optional[Mapping[str, str]] = ...,
-    extra_env: Optional[Mapping[str, Optional[str]]] = ...,
-    timeout: Optional[float] = ...,
+    **options: Unpack[RunOptions],
 ) -> Outcome[str]: ...
 @overload
 def run(
     args: Sequence[StrPath],
     *,
-    limits: Optional[Limits] = ...,
-    input: Union[bytes, str, None] = ...,
-    stdin: Optional[StrPath] = ...,
-    stdout: Union[int, StrPath, None] = ...,
-    stderr: Union[int, StrPath, None] = ...,
-    capture_output: bool = ...,
     text: bool = ...,
     encoding: str,
     errors: Optional[str] = ...,
-    cwd: Optional[StrPath] = ...,
-    env: Optional[Mapping[str, str]] = ...,
-    extra_env: Optional[Mapping[str, Optional[str]]] = ...,
-    timeout: Optional[float] = ...,
+    **options: Unpack[RunOptions],
 ) -> Outcome[str]: ...
 def run(
     args: Sequence[StrPath],
     *,
-    limits: Optional[Limits] = None,
-    input: Union[bytes, str, None] = None,
-    stdin: Optional[StrPath] = None,
-    stdout: Union[int, StrPath, None] = None,
-    stderr: Union[int, StrPath, None] = None,
-    capture_output: bool = True,
     text: bool = False,
     encoding: Optional[str] = None,
     errors: Optional[str] = None,
-    cwd: Optional[StrPath] = None,
-    env: Optional[Mapping[str, str]] = None,
-    extra_env: Optional[Mapping[str, Optional[str]]] = None,
-    timeout: Optional[float] = None,
+    **options: Unpack[RunOptions],
 ) -> Outcome[Any]:
     """Runs ``args`` in a new sandbox and returns what happened.
 
-    Shaped like ``subprocess.run``: ``input`` (bytes, or str with ``text``)
-    feeds stdin, ``stdin`` names a file instead; stdout and stderr are captured
-    unless ``capture_output=False`` or given ``DEVNULL`` or a path; ``env``
-    replaces the environment and ``extra_env`` changes it (``None`` removes a
-    variable); ``timeout`` is the wall-time limit (the verdict is then ``WLE``,
-    nothing is raised). A program that does not exist raises
+    Shaped like ``subprocess.run`` (the keywords are `RunOptions`):
+    ``limits`` (a `Limits`); ``input`` (bytes, or str with ``text``) feeds
+    stdin, ``stdin`` names a file instead; stdout and stderr are captured
+    unless ``capture_output=False`` or given ``DEVNULL`` or a path; ``cwd``;
+    ``env`` replaces the environment and ``extra_env`` changes it (``None``
+    removes a variable); ``timeout`` is the wall-time limit (the verdict is
+    then ``WLE``, nothing is raised); ``text``/``encoding``/``errors`` decode
+    the output. Bad arguments raise TypeError or ValueError naming them,
+    before anything starts. A program that does not exist raises
     ``FileNotFoundError`` (a `SandboxError`). Ctrl-C raises
     ``KeyboardInterrupt`` and leaves nothing running.
     """
-    r = _start(
-        args, limits=limits, input=input, stdin=stdin, stdout=stdout, stderr=stderr,
-        capture_output=capture_output, encoding=encoding, errors=errors, cwd=cwd, env=env,
-        extra_env=extra_env, timeout=timeout,
-    )  # fmt: skip
+    r = _start(args, encoding=encoding, errors=errors, **options)
     return _outcome(_wait(r), text or encoding is not None, encoding, errors)
 
 
+@overload
 async def run_async(
     args: Sequence[StrPath],
     *,
-    limits: Optional[Limits] = None,
-    input: Union[bytes, str, None] = None,
-    stdin: Optional[StrPath] = None,
-    stdout: Union[int, StrPath, None] = None,
-    stderr: Union[int, StrPath, None] = None,
-    capture_output: bool = True,
+    text: Literal[False] = ...,
+    encoding: None = ...,
+    errors: None = ...,
+    **options: Unpack[RunOptions],
+) -> Outcome[bytes]: ...
+@overload
+async def run_async(
+    args: Sequence[StrPath],
+    *,
+    text: Literal[True],
+    encoding: Optional[str] = ...,
+    errors: Optional[str] = ...,
+    **options: Unpack[RunOptions],
+) -> Outcome[str]: ...
+@overload
+async def run_async(
+    args: Sequence[StrPath],
+    *,
+    text: bool = ...,
+    encoding: str,
+    errors: Optional[str] = ...,
+    **options: Unpack[RunOptions],
+) -> Outcome[str]: ...
+async def run_async(
+    args: Sequence[StrPath],
+    *,
     text: bool = False,
     encoding: Optional[str] = None,
     errors: Optional[str] = None,
-    cwd: Optional[StrPath] = None,
-    env: Optional[Mapping[str, str]] = None,
-    extra_env: Optional[Mapping[str, Optional[str]]] = None,
-    timeout: Optional[float] = None,
+    **options: Unpack[RunOptions],
 ) -> Outcome[Any]:
     """`run` for asyncio: waits on a thread of its own, never blocking the
     loop. Cancelling the task kills the whole process tree."""
-    r = _start(
-        args, limits=limits, input=input, stdin=stdin, stdout=stdout, stderr=stderr,
-        capture_output=capture_output, encoding=encoding, errors=errors, cwd=cwd, env=env,
-        extra_env=extra_env, timeout=timeout,
-    )  # fmt: skip
+    r = _start(args, encoding=encoding, errors=errors, **options)
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Outcome[bytes]] = loop.create_future()
 

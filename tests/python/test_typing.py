@@ -29,3 +29,18 @@ def test_overloads_on_text() -> None:
     assert isinstance(b.stdout, bytes) and isinstance(t.stdout, str) and isinstance(e.stdout, str)
     assert_type(b.verdict, winsandbox.Verdict)
     assert_type(winsandbox.Limits(memory="1M").memory, "int | None")
+
+
+def test_async_overloads_on_text() -> None:
+    import asyncio
+
+    async def both() -> tuple[winsandbox.Outcome[bytes], winsandbox.Outcome[str]]:
+        b = await winsandbox.run_async(py("print(1)"))
+        t = await winsandbox.run_async(py("print(1)"), text=True, timeout=30)
+        return b, t
+
+    b, t = asyncio.run(both())
+    assert_type(b.stdout, bytes)
+    assert_type(t.stdout, str)
+    assert isinstance(b.stdout, bytes) and isinstance(t.stdout, str)
+
