@@ -602,11 +602,57 @@ impl Drop for Running {
 pub struct Sandbox {
     job: Arc<JobShared>,
     pub not_applied: Vec<NotApplied>,
+    /// Every process started into the job, so that closing the sandbox
+    /// reaps those nobody waited for (no zombie outlives it).
+    children: std::sync::Mutex<Vec<(i32, Arc<std::sync::Mutex<Option<i64>>>)>>,
 }
 
 pub struct Child {
     pid: i32,
-    status: std::sync::Mutex<Option<i64>>,
+    status: Arc<std::sync::Mutex<Option<i64>>>,
+}
+
+/// The exit code of a wait status: the code, or minus the signal.
+fn code_of(status: libc::c_int) -> i64 {
+    if libc::WIFSIGNALED(status) {
+        -(libc::WTERMSIG(status) as i64)
+    } else {
+        libc::WEXITSTATUS(status) as i64
+    }
+}
+
+/// Starts `f` on a thread that lives as long as the process and waits for
+/// its result, unless this is the main thread: `PR_SET_PDEATHSIG` fires
+/// when the thread that started a child ends, so a sandbox process started
+/// from a short-lived thread would die with that thread.
+fn on_lasting_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    type Task = Box<dyn FnOnce() + Send>;
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Task>>> =
+        std::sync::OnceLock::new();
+    // SAFETY: getpid and gettid have no preconditions.
+    if unsafe { libc::gettid() == libc::getpid() } {
+        return f();
+    }
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Task>();
+        std::thread::Builder::new()
+            .name("winsandbox-spawner".into())
+            .spawn(move || {
+                for task in rx {
+                    task();
+                }
+            })
+            .expect("spawner thread");
+        std::sync::Mutex::new(tx)
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+    let task: Task = Box::new(move || {
+        let _ = done_tx.send(f());
+    });
+    engine::lock(tx)
+        .send(task)
+        .expect("the spawner thread lives as long as the process");
+    done_rx.recv().expect("the spawner thread runs every task")
 }
 
 impl Child {
@@ -641,11 +687,7 @@ impl Child {
                 // SAFETY: polling our own child; `status` is writable.
                 let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
                 if r == self.pid {
-                    *st = Some(if libc::WIFSIGNALED(status) {
-                        -(libc::WTERMSIG(status) as i64)
-                    } else {
-                        libc::WEXITSTATUS(status) as i64
-                    });
+                    *st = Some(code_of(status));
                 } else if r < 0 {
                     return Err(Error::last_os("waitpid"));
                 }
@@ -680,6 +722,7 @@ impl Sandbox {
         Ok(Sandbox {
             job,
             not_applied: not_applied(limits),
+            children: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -705,12 +748,12 @@ impl Sandbox {
             }
         };
         let (o, e) = (out(&cmd.stdout)?, out(&cmd.stderr)?);
-        let pid = start_child(cmd, [&stdin, &o, &e], &self.job)?;
+        let (c, job) = (cmd.clone(), self.job.clone());
+        let pid = on_lasting_thread(move || start_child(&c, [&stdin, &o, &e], &job))?;
         self.job.add_session(pid);
-        Ok(Child {
-            pid,
-            status: std::sync::Mutex::new(None),
-        })
+        let status = Arc::new(std::sync::Mutex::new(None));
+        engine::lock(&self.children).push((pid, status.clone()));
+        Ok(Child { pid, status })
     }
 
     /// The ids of the processes of the job alive now.
@@ -768,6 +811,26 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.job.kill_all();
+        // Reap what nobody waited for; the status stays readable through
+        // any `Child` still held. Killed processes end at once; one that
+        // does not within 2 s (uninterruptible sleep) is left to `Child`.
+        let until = Instant::now() + Duration::from_secs(2);
+        for (pid, status) in engine::lock(&self.children).iter() {
+            let mut st = engine::lock(status);
+            while st.is_none() {
+                let mut ws = 0;
+                // SAFETY: polling our own child, not yet reaped (the lock
+                // keeps `Child::wait` from reaping it meanwhile).
+                let r = unsafe { libc::waitpid(*pid, &mut ws, libc::WNOHANG) };
+                if r == *pid {
+                    *st = Some(code_of(ws));
+                } else if r < 0 || Instant::now() >= until {
+                    break;
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
         monitor::unregister(&self.job);
     }
 }

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -193,3 +194,31 @@ def test_cli_signal_ends_the_run_and_its_tree_at_once(tmp_path: Path, sig: str) 
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(child), "the grandchild survived"
+
+
+def test_a_process_spawned_from_a_thread_that_ended_lives_on() -> None:
+    with Sandbox() as sb:
+        got: list[winsandbox.SandboxProcess] = []
+        t = threading.Thread(target=lambda: got.append(sb.spawn(py("import time; time.sleep(30)"))))
+        t.start()
+        t.join()
+        time.sleep(0.5)
+        assert got[0].poll() is None, "the process died with the thread that started it"
+        assert alive(got[0].pid)
+    assert not alive(got[0].pid)
+
+
+def test_closing_a_sandbox_leaves_no_zombie() -> None:
+    if winsandbox.BACKEND != "posix":
+        pytest.skip("zombies are a POSIX matter")
+    sb = Sandbox()
+    pids = [sb.spawn(py("import time; time.sleep(30)")).pid for _ in range(20)]  # dropped unwaited
+    sb.close()
+    left = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        left.append((pid, state))
+    assert left == [], f"{len(left)} of 20 left: {left[:3]}"

@@ -43,4 +43,3 @@ def test_async_overloads_on_text() -> None:
     assert_type(b.stdout, bytes)
     assert_type(t.stdout, str)
     assert isinstance(b.stdout, bytes) and isinstance(t.stdout, str)
-
