@@ -599,17 +599,20 @@ impl Drop for Running {
 
 /// A long-lived job: several processes (each its own session), accounting,
 /// termination. Dropping it kills them all.
+/// A child's exit code once reaped, shared by its `Child` and its `Sandbox`.
+type Status = Arc<std::sync::Mutex<Option<i64>>>;
+
 pub struct Sandbox {
     job: Arc<JobShared>,
     pub not_applied: Vec<NotApplied>,
     /// Every process started into the job, so that closing the sandbox
     /// reaps those nobody waited for (no zombie outlives it).
-    children: std::sync::Mutex<Vec<(i32, Arc<std::sync::Mutex<Option<i64>>>)>>,
+    children: std::sync::Mutex<Vec<(i32, Status)>>,
 }
 
 pub struct Child {
     pid: i32,
-    status: Arc<std::sync::Mutex<Option<i64>>>,
+    status: Status,
 }
 
 /// The exit code of a wait status: the code, or minus the signal.
