@@ -2,7 +2,7 @@
 //! every `SAMPLE_INTERVAL` one scan of `/proc` for the jobs that need it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::cgroup::JobCgroup;
@@ -101,25 +101,33 @@ struct Monitor {
     pending: Mutex<bool>,
 }
 
-static MONITOR: OnceLock<Monitor> = OnceLock::new();
+/// This process's monitor, and the process it was started in: a child made
+/// by `fork` (a `multiprocessing` pool) has none of its parent's threads, so
+/// it starts its own monitor on first use instead of waiting on a thread
+/// that is not there.
+static MONITOR: Mutex<Option<(u32, &'static Monitor)>> = Mutex::new(None);
 
 fn monitor() -> &'static Monitor {
-    let mut fresh = false;
-    let m = MONITOR.get_or_init(|| {
-        fresh = true;
-        Monitor {
-            epoch: Instant::now(),
-            jobs: Registry::default(),
-            wake: Condvar::new(),
-            pending: Mutex::new(false),
+    let pid = std::process::id();
+    let mut cur = engine::lock(&MONITOR);
+    if let Some((owner, m)) = *cur {
+        if owner == pid {
+            return m;
         }
-    });
-    if fresh {
-        std::thread::Builder::new()
-            .name("winsandbox-monitor".into())
-            .spawn(move || run_thread(m))
-            .expect("monitor thread");
     }
+    // A new monitor for this process, kept for its lifetime (a forked
+    // child leaks its parent's copy, which no thread serves).
+    let m: &'static Monitor = Box::leak(Box::new(Monitor {
+        epoch: Instant::now(),
+        jobs: Registry::default(),
+        wake: Condvar::new(),
+        pending: Mutex::new(false),
+    }));
+    *cur = Some((pid, m));
+    std::thread::Builder::new()
+        .name("winsandbox-monitor".into())
+        .spawn(move || run_thread(m))
+        .expect("monitor thread");
     m
 }
 

@@ -630,30 +630,38 @@ fn code_of(status: libc::c_int) -> i64 {
 /// from a short-lived thread would die with that thread.
 fn on_lasting_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     type Task = Box<dyn FnOnce() + Send>;
-    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Task>>> =
-        std::sync::OnceLock::new();
+    type Spawner = (u32, std::sync::mpsc::Sender<Task>);
+    // With the process it serves: a forked child starts its own.
+    static SPAWNER: std::sync::Mutex<Option<Spawner>> = std::sync::Mutex::new(None);
     // SAFETY: getpid and gettid have no preconditions.
     if unsafe { libc::gettid() == libc::getpid() } {
         return f();
     }
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Task>();
-        std::thread::Builder::new()
-            .name("winsandbox-spawner".into())
-            .spawn(move || {
-                for task in rx {
-                    task();
-                }
-            })
-            .expect("spawner thread");
-        std::sync::Mutex::new(tx)
-    });
+    let pid = std::process::id();
+    let tx = {
+        let mut cur = engine::lock(&SPAWNER);
+        match &*cur {
+            Some((owner, tx)) if *owner == pid => tx.clone(),
+            _ => {
+                let (tx, rx) = std::sync::mpsc::channel::<Task>();
+                std::thread::Builder::new()
+                    .name("winsandbox-spawner".into())
+                    .spawn(move || {
+                        for task in rx {
+                            task();
+                        }
+                    })
+                    .expect("spawner thread");
+                *cur = Some((pid, tx.clone()));
+                tx
+            }
+        }
+    };
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
     let task: Task = Box::new(move || {
         let _ = done_tx.send(f());
     });
-    engine::lock(tx)
-        .send(task)
+    tx.send(task)
         .expect("the spawner thread lives as long as the process");
     done_rx.recv().expect("the spawner thread runs every task")
 }

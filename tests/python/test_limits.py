@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import pytest
 
+import winsandbox
+from conftest import PY
 from winsandbox import Limits
 
 
@@ -58,3 +62,29 @@ def test_bad_values_name_the_field(kwargs: dict[str, object], field: str, exc: t
 def test_unknown_field_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         Limits(memroy=5)  # type: ignore[call-arg]
+
+
+def test_limits_hold_in_a_forked_child() -> None:
+    # A multiprocessing pool with the fork start method: the child has none of
+    # the parent's threads, the monitor included; it must start its own.
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this system")
+    winsandbox.run([PY, "-c", "pass"], limits=Limits(wall_time=5))  # the parent's monitor exists
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        code = 1
+        try:
+            t = time.monotonic()
+            o = winsandbox.run([PY, "-c", "import time; time.sleep(6)"], limits=Limits(wall_time=0.5))
+            os.write(w, f"{o.verdict.value} {time.monotonic() - t:.2f}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    got = b""
+    while chunk := os.read(r, 100):
+        got += chunk
+    os.waitpid(pid, 0)
+    verdict, secs = got.decode().split()
+    assert verdict == "WLE" and float(secs) < 3, got
