@@ -166,11 +166,7 @@ fn remove_stale(base: &Path) {
         }
         let d = e.path();
         for _ in 0..100 {
-            let pids: Vec<i32> = get(&d, "cgroup.procs")
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect();
+            let pids = procs_in(&d);
             if pids.is_empty() {
                 break;
             }
@@ -234,6 +230,15 @@ fn put(dir: &Path, file: &str, value: &str) -> bool {
 
 fn get(dir: &Path, file: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(file)).ok()
+}
+
+/// The processes a cgroup lists (its `cgroup.procs`).
+fn procs_in(dir: &Path) -> Vec<i32> {
+    get(dir, "cgroup.procs")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 /// The value after `key` in a "key value" file (memory.events, cpu.stat, …).
@@ -306,14 +311,7 @@ impl JobCgroup {
 
     /// The processes in the job now (its `cgroup.procs`).
     pub fn members(&self) -> Vec<i32> {
-        let Some(d) = self.dirs().next() else {
-            return Vec::new();
-        };
-        get(d, "cgroup.procs")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        self.dirs().next().map_or_else(Vec::new, |d| procs_in(d))
     }
 
     /// Whether any process is in the job.

@@ -607,7 +607,7 @@ pub struct Sandbox {
     pub not_applied: Vec<NotApplied>,
     /// Every process started into the job, so that closing the sandbox
     /// reaps those nobody waited for (no zombie outlives it).
-    children: std::sync::Mutex<Vec<(i32, Status)>>,
+    children: std::sync::Mutex<Vec<Child>>,
 }
 
 pub struct Child {
@@ -762,8 +762,11 @@ impl Sandbox {
         let (c, job) = (cmd.clone(), self.job.clone());
         let pid = on_lasting_thread(move || start_child(&c, [&stdin, &o, &e], &job))?;
         self.job.add_session(pid);
-        let status = Arc::new(std::sync::Mutex::new(None));
-        engine::lock(&self.children).push((pid, status.clone()));
+        let status: Status = Arc::new(std::sync::Mutex::new(None));
+        engine::lock(&self.children).push(Child {
+            pid,
+            status: status.clone(),
+        });
         Ok(Child { pid, status })
     }
 
@@ -826,21 +829,8 @@ impl Drop for Sandbox {
         // any `Child` still held. Killed processes end at once; one that
         // does not within 2 s (uninterruptible sleep) is left to `Child`.
         let until = Instant::now() + Duration::from_secs(2);
-        for (pid, status) in engine::lock(&self.children).iter() {
-            let mut st = engine::lock(status);
-            while st.is_none() {
-                let mut ws = 0;
-                // SAFETY: polling our own child, not yet reaped (the lock
-                // keeps `Child::wait` from reaping it meanwhile).
-                let r = unsafe { libc::waitpid(*pid, &mut ws, libc::WNOHANG) };
-                if r == *pid {
-                    *st = Some(code_of(ws));
-                } else if r < 0 || Instant::now() >= until {
-                    break;
-                } else {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
+        for c in engine::lock(&self.children).iter() {
+            let _ = c.wait(Some(until.saturating_duration_since(Instant::now())));
         }
         monitor::unregister(&self.job);
     }

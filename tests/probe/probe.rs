@@ -82,6 +82,32 @@ fn shared_memory(len: usize) {
     }
 }
 
+/// Two copies of itself (`cmd GENERATION+1`) each, then waits. Bounded at
+/// 10 generations (at most 2,047 processes), so a sandbox that failed to
+/// stop it cannot take the machine down with it.
+fn bomb(cmd: &str, a: &[String]) {
+    let generation: u32 = a.get(1).and_then(|g| g.parse().ok()).unwrap_or(0);
+    let mut kids = Vec::new();
+    if generation < 10 {
+        let next = (generation + 1).to_string();
+        for _ in 0..2 {
+            if let Ok(c) = spawn_self(&[cmd, &next]) {
+                kids.push(c);
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+/// Leaves the session (POSIX; nothing elsewhere).
+fn new_session() {
+    #[cfg(unix)]
+    // SAFETY: setsid on ourselves.
+    unsafe {
+        libc::setsid();
+    }
+}
+
 /// This process's CPU time (POSIX; wall time since start elsewhere).
 fn own_cpu_seconds() -> f64 {
     #[cfg(unix)]
@@ -200,22 +226,7 @@ fn main() {
             std::thread::sleep(Duration::from_secs_f64(hold));
             std::hint::black_box(&blocks);
         }
-        "fork-bomb" => {
-            // Two copies of itself each, then wait. Bounded at 10 generations
-            // (at most 2,047 processes), so a sandbox that failed to stop it
-            // cannot take the machine down with it.
-            let generation: u32 = a.get(1).and_then(|g| g.parse().ok()).unwrap_or(0);
-            let mut kids = Vec::new();
-            if generation < 10 {
-                let next = (generation + 1).to_string();
-                for _ in 0..2 {
-                    if let Ok(c) = spawn_self(&["fork-bomb", &next]) {
-                        kids.push(c);
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_secs(30));
-        }
+        "fork-bomb" => bomb("fork-bomb", &a),
         "tree" => {
             // N children that sleep SECS, their pids on stdout; then sleeps as long.
             let n: usize = arg(&a, 1, "count");
@@ -258,31 +269,13 @@ fn main() {
             println!("{}", c.id());
         }
         "setsid-sleep" => {
-            #[cfg(unix)]
-            // SAFETY: setsid on ourselves.
-            unsafe {
-                libc::setsid();
-            }
+            new_session();
             std::thread::sleep(Duration::from_secs_f64(arg(&a, 1, "seconds")));
         }
         "setsid-bomb" => {
             // fork-bomb, each process in a session of its own first.
-            #[cfg(unix)]
-            // SAFETY: setsid on ourselves.
-            unsafe {
-                libc::setsid();
-            }
-            let generation: u32 = a.get(1).and_then(|g| g.parse().ok()).unwrap_or(0);
-            let mut kids = Vec::new();
-            if generation < 10 {
-                let next = (generation + 1).to_string();
-                for _ in 0..2 {
-                    if let Ok(c) = spawn_self(&["setsid-bomb", &next]) {
-                        kids.push(c);
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_secs(30));
+            new_session();
+            bomb("setsid-bomb", &a)
         }
         "holder" => {
             // A child that keeps this process's stdout open for SECS; its pid
