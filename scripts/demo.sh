@@ -49,10 +49,18 @@ PY
 verdict() { # label, CLI arguments...
     local label=$1
     shift
-    local json
+    local json crashes
+    crashes=$(server_crashes)
     json=$(run "$CLI" run --json "$@" 2>/dev/null | tr -d '\r' || true)
+    if [ -z "$json" ] && [ "$(server_crashes)" != "$crashes" ]; then
+        # Measured: 2 of 5 demo runs, in the fork bomb (the tests skip it under Wine).
+        printf '  %-44s (no verdict: Wine 8'"'"'s server crashed, its bug when a job is ended while a child is being created; run it again)\n' "$label"
+        return
+    fi
     printf %s "$json" | python3 -c "$VERDICT_PY" "$label"
 }
+# How many times Wine's server has crashed so far (0 off Wine).
+server_crashes() { grep -c "wineserver crashed" target/wineserver.log 2>/dev/null || true; }
 verdict "prints hello" -- "$PROBE" hello
 verdict "exits with 3" -- "$PROBE" exit 3
 verdict "dereferences NULL" -- "$PROBE" crash
