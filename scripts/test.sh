@@ -9,6 +9,7 @@
 #   6. pytest on a Windows CPython under Wine against the win_amd64 wheel
 #      (../shared/wincpython; skipped, saying so, where it is absent)
 #   7. benchmarks as smoke tests
+# with a real Redis (Debian's redis-server) on 127.0.0.1 for the fleet tests.
 # A second run reuses what the first built. Exit status: non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -100,6 +101,8 @@ bounded() {
 # every install below. pip upgrades one that an earlier run left too old.
 PY_BUILD=('maturin>=1.9,<2' 'ruff>=0.6')
 PY_TEST=('pytest>=8' 'pytest-timeout>=2.3' 'pytest-benchmark>=4' 'mypy>=1.10')
+PY_FLEET='celery[redis]>=5.3'  # winsandbox[celery], for the fleet tests (both Pythons)
+WSB_APT_MIN+=(redis-server:5:7.0)  # the fleet tests' broker: a real Redis
 PY_MIN=3.9
 
 # A Python 3 of at least PY_MIN with venv and pip (Debian's, installed if missing).
@@ -162,7 +165,7 @@ python_linux() {
     local tv=$ROOT/target/venv-test ok=0
     rm -rf "$tv"
     python3 -m venv "$tv" && "$tv/bin/pip" install -q --disable-pip-version-check \
-        "${PY_TEST[@]}" target/wheels/linux/*.whl || return 1
+        "${PY_TEST[@]}" "$PY_FLEET" target/wheels/linux/*.whl || return 1
     (cd tests/python && WINSANDBOX_WHEEL_DIR=$ROOT/target/wheels WINSANDBOX_FROM_WHEEL=1 \
         "$tv/bin/python" -m pytest -p no:cacheprovider -q) || ok=1
     echo "--- mypy --strict (package, tests, benches)"
@@ -180,11 +183,36 @@ python_windows() {
         echo "the windows-latest job of .github/workflows/ci.yml runs this suite natively."
         return 0
     fi
-    wincpy_setup "${PY_TEST[0]}" "${PY_TEST[1]}" target/wheels/win/*.whl || return 1
+    wincpy_setup "${PY_TEST[0]}" "${PY_TEST[1]}" "$PY_FLEET" target/wheels/win/*.whl || return 1
     wine_stage 1200 wincpy_pytest
 }
 
 wincpy_pytest() { cd tests/python && PYTHONUTF8=1 wincpy -m pytest -p no:cacheprovider -q -rs; }
+
+# A real Redis for the fleet tests (tests/python/fleet.py), on a free port of
+# 127.0.0.1, from the wheel stages to the end; stopped on any exit.
+REDIS_PID=""
+redis_start() {
+    local port dir=$ROOT/target/redis
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$dir" >"$dir/log" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+        sleep 0.1
+    done
+    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG || { cat "$dir/log"; return 1; }
+    export WINSANDBOX_TEST_REDIS_URL=redis://127.0.0.1:$port
+    echo "redis-server $(redis-server --version | grep -o 'v=[0-9.]*') on $WINSANDBOX_TEST_REDIS_URL (pid $REDIS_PID)"
+}
+redis_stop() {
+    [ -n "$REDIS_PID" ] || return 0
+    kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+    REDIS_PID=""
+    unset WINSANDBOX_TEST_REDIS_URL
+}
+trap redis_stop EXIT
 
 benches() {
     (cd benches && "$ROOT/target/venv-test/bin/python" -m pytest -p no:cacheprovider -q --benchmark-disable)
@@ -200,9 +228,11 @@ run_stage "Rust tests on Linux (POSIX backend)" rust_linux
 run_stage "Rust tests for Windows under Wine" rust_windows
 winenv_stop
 run_stage "wheels (abi3 Linux, abi3 win_amd64)" wheels
+run_stage "Redis for the fleet tests" redis_start
 run_stage "pytest + mypy + stubtest on Linux" python_linux
 run_stage "pytest on Windows CPython under Wine" python_windows
 run_stage "benchmarks (smoke)" benches
+redis_stop
 winenv_stop
 
 log "summary"

@@ -8,7 +8,7 @@ On Linux and other POSIX systems the same API runs on a fallback backend
 from ._command import DEVNULL, PIPE
 from ._errors import SandboxError
 from ._limits import Limits
-from ._outcome import Accounting, Outcome, ProcessInfo, Verdict
+from ._outcome import Accounting, Outcome, ProcessInfo, Verdict, Worker
 from ._run import Job, RunOptions, run, run_async, run_many
 from ._sandbox import Sandbox, SandboxProcess
 from ._winsandbox import __version__, backend_name
@@ -30,6 +30,7 @@ __all__ = [
     "SandboxError",
     "SandboxProcess",
     "Verdict",
+    "Worker",
     "__version__",
     "run",
     "run_async",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
@@ -89,3 +90,20 @@ class Limits:
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
         return Limits(**current)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict of every field (sizes in bytes, times in seconds);
+        `from_dict` gives back an equal `Limits`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Limits:
+        """The `Limits` of a dict such as `to_dict` makes; missing fields take
+        their defaults, an unknown one is a ValueError naming it."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"limits: expected a dict, got {d!r}")
+        known = {f.name for f in fields(cls)}
+        for k in d:
+            if k not in known:
+                raise ValueError(f"limits: unknown field {k!r} (known: {', '.join(sorted(known))})")
+        return cls(**d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import os
 import threading
@@ -25,7 +26,10 @@ _NO_LIMITS = Limits()
 
 @dataclass(frozen=True)
 class Job:
-    """One submission for `run_many`."""
+    """One submission for `run_many` (and `winsandbox.celery.run_many`).
+
+    Its input travels inline (``input``) or as a path the runner can read
+    (``stdin``); ``args`` and ``cwd`` may name shared paths the same way."""
 
     args: Sequence[str]
     input: Optional[bytes] = None
@@ -33,6 +37,53 @@ class Job:
     cwd: Optional[StrPath] = None
     env: Optional[Mapping[str, str]] = None
     extra_env: Optional[Mapping[str, Optional[str]]] = None
+    stdin: Optional[StrPath] = None
+    """A file to read stdin from, instead of ``input``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (``input`` as ``input_base64``); `from_dict` gives
+        back an equal `Job` (paths as str)."""
+        d: dict[str, Any] = {"args": _argv(self.args)}
+        if self.input is not None:
+            d["input_base64"] = base64.b64encode(_input_bytes(self.input, None, None)).decode("ascii")
+        if self.stdin is not None:
+            d["stdin"] = os.fspath(self.stdin)
+        if self.limits is not None:
+            d["limits"] = self.limits.to_dict()
+        if self.cwd is not None:
+            d["cwd"] = os.fspath(self.cwd)
+        if self.env is not None:
+            d["env"] = dict(self.env)
+        if self.extra_env is not None:
+            d["extra_env"] = dict(self.extra_env)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Job:
+        """The `Job` of a dict such as `to_dict` makes; an unknown key is a
+        ValueError naming it."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"job: expected a dict, got {d!r}")
+        known = ("args", "input_base64", "stdin", "limits", "cwd", "env", "extra_env")
+        for k in d:
+            if k not in known:
+                raise ValueError(f"job: unknown key {k!r} (known: {', '.join(known)})")
+        if "args" not in d:
+            raise ValueError("job: the key 'args' is missing")
+        args = d["args"]
+        if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+            raise TypeError(f"job: 'args' must be a non-empty list of str, got {args!r}")
+        raw = d.get("input_base64")
+        lim = d.get("limits")
+        return cls(
+            args=tuple(args),
+            input=None if raw is None else base64.b64decode(raw, validate=True),
+            limits=None if lim is None else Limits.from_dict(lim),
+            cwd=d.get("cwd"),
+            env=d.get("env"),
+            extra_env=d.get("extra_env"),
+            stdin=d.get("stdin"),
+        )
 
 
 def _start(
@@ -238,23 +289,28 @@ async def run_async(
     return _outcome(d, text or encoding is not None, encoding, errors)
 
 
+def _failed(args: Sequence[StrPath], text: bool, error: str) -> Outcome[Any]:
+    """The outcome of a job that could not run: verdict ``SE``, ``error`` set."""
+    argv = [os.fspath(a) for a in args] if not isinstance(args, (str, bytes)) else [str(args)]
+    return Outcome(
+        args=tuple(argv), verdict=Verdict.SE, mechanism="sandbox", limit=None, exit_code=None,
+        status=None, pid=0, cpu_time=0.0, user_time=0.0, kernel_time=0.0, wall_time=0.0,
+        peak_memory=0, peak_job_memory=0, processes=0, read_bytes=0, write_bytes=0,
+        stdout="" if text else b"", stderr="" if text else b"", truncated=False,
+        error=error,
+    )  # fmt: skip
+
+
 def _run_job(job: Union[Job, Sequence[str]], limits: Optional[Limits], text: bool) -> Outcome[Any]:
     spec = job if isinstance(job, Job) else Job(args=job)
-    argv = [str(a) for a in spec.args] if not isinstance(spec.args, str) else [spec.args]
     try:
         if text:
-            return run(spec.args, limits=spec.limits or limits, input=spec.input, cwd=spec.cwd,
+            return run(spec.args, limits=spec.limits or limits, input=spec.input, stdin=spec.stdin, cwd=spec.cwd,
                        env=spec.env, extra_env=spec.extra_env, text=True)  # fmt: skip
-        return run(spec.args, limits=spec.limits or limits, input=spec.input, cwd=spec.cwd,
+        return run(spec.args, limits=spec.limits or limits, input=spec.input, stdin=spec.stdin, cwd=spec.cwd,
                    env=spec.env, extra_env=spec.extra_env)  # fmt: skip
     except Exception as e:  # one failure never stops the batch
-        return Outcome(
-            args=tuple(argv), verdict=Verdict.SE, mechanism="sandbox", limit=None, exit_code=None,
-            status=None, pid=0, cpu_time=0.0, user_time=0.0, kernel_time=0.0, wall_time=0.0,
-            peak_memory=0, peak_job_memory=0, processes=0, read_bytes=0, write_bytes=0,
-            stdout="" if text else b"", stderr="" if text else b"", truncated=False,
-            error=f"{type(e).__name__}: {e}",
-        )  # fmt: skip
+        return _failed(spec.args, text, f"{type(e).__name__}: {e}")
 
 
 def run_many(

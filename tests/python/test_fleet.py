@@ -1,0 +1,190 @@
+"""A fleet on Celery with a real Redis: real worker processes judging real
+programs (`winsandbox.celery`). Linux: two workers, 500 misbehaving jobs, one
+worker SIGKILLed in the middle. Windows: a worker in this Windows Python
+judging Windows programs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+import winsandbox
+from conftest import PY, WINE, alive, py
+from winsandbox import Job, Limits, Verdict
+
+pytest.importorskip("celery", reason="winsandbox[celery] is not installed")
+import fleet
+
+import winsandbox.celery as wc
+
+VISIBILITY = 6.0  # seconds before a dead worker's jobs go to another
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with fleet.redis_server() as url:
+        if url is None:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI: no Redis ({fleet.URL_ENV} unset and no redis-server on PATH)")
+            pytest.skip(f"no Redis: set {fleet.URL_ENV} or install redis-server")
+        yield url
+
+
+@pytest.fixture
+def workers(redis_url: str, tmp_path: Path) -> Iterator[fleet.Workers]:
+    fleet.flush(redis_url)
+    w = fleet.Workers(redis_url, tmp_path, env={"WINSANDBOX_VISIBILITY_TIMEOUT": str(VISIBILITY)})
+    try:
+        yield w
+    finally:
+        w.stop()
+        fleet.flush(redis_url)
+
+
+def expected(i: int, shared_input: Path) -> tuple[Job, tuple[Verdict, Optional[str]], Any]:
+    """Job ``i`` of a misbehaving batch: the job, its verdict and limit, and
+    its stdout (None: not checked)."""
+    k = i % 20
+    if k in (0, 1, 2, 10, 11, 12):
+        return Job(args=["sh", "-c", 'echo "job $0"', str(i)]), (Verdict.OK, None), f"job {i}\n".encode()
+    if k == 3:
+        return Job(args=["sh", "-c", "exit 3"]), (Verdict.RE, None), b""
+    if k in (4, 14):
+        return Job(args=["sleep", "10"], limits=Limits(wall_time=0.5)), (Verdict.WLE, "wall_time"), b""
+    if k in (5, 15):  # a grandchild in the background
+        job = Job(args=["sh", "-c", "sleep 30 & sleep 30"], limits=Limits(wall_time=0.5))
+        return job, (Verdict.WLE, "wall_time"), b""
+    if k in (6, 16):
+        return Job(args=["yes"], limits=Limits(output_limit=4096)), (Verdict.OLE, "output_limit"), None
+    if k in (7, 17):
+        return Job(args=["sh", "-c", "kill -SEGV $$"]), (Verdict.RE, None), b""
+    if k == 8:
+        job = Job(args=[PY, "-c", "b = bytearray(512 << 20)"], limits=Limits(memory="64MiB"))
+        return job, (Verdict.MLE, "memory"), b""
+    if k == 9:
+        job = Job(args=["sh", "-c", "while :; do :; done"], limits=Limits(cpu_time=0.2, wall_time=5))
+        return job, (Verdict.TLE, "cpu_time"), b""
+    if k in (13, 18):
+        return Job(args=["cat"], input=f"inline {i}".encode()), (Verdict.OK, None), f"inline {i}".encode()
+    return Job(args=["cat"], stdin=shared_input), (Verdict.OK, None), shared_input.read_bytes()
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def in_cgroups_of(pid: int) -> list[int]:
+    """Processes left in the job cgroups of supervisor ``pid``."""
+    left = []
+    for procs in Path("/sys/fs/cgroup").glob(f"**/winsandbox-{pid}-*/cgroup.procs"):
+        try:
+            left += [int(x) for x in procs.read_text().split()]
+        except OSError:
+            continue
+    return sorted(set(left))
+
+
+@pytest.mark.skipif(winsandbox.BACKEND != "posix", reason="the Linux fleet (the Windows one is below)")
+@pytest.mark.timeout(600)
+def test_two_workers_500_jobs_one_killed(workers: fleet.Workers, tmp_path: Path) -> None:
+    shared = tmp_path / "input.txt"
+    shared.write_bytes(b"a shared input file\n")
+    batch = [expected(i, shared) for i in range(500)]
+    workers.start("w0", 4)
+    workers.start("w1", 4)
+    app = fleet.client_app(workers.url, VISIBILITY)
+    workers.wait_ready(app, 60)
+    victim = workers.procs["w0"]
+    killed_children: list[int] = []
+    seen = 0
+    for i, o in enumerate(wc.run_many([j for j, _, _ in batch], app=app, timeout=400)):
+        job, want, out = batch[i]
+        assert o.args == tuple(job.args), (i, o)
+        assert (o.verdict, o.limit) == want, (i, o, workers.log("w0"), workers.log("w1"))
+        if out is not None:
+            assert o.stdout == out, (i, o)
+        if want == (Verdict.RE, None) and job.args[-1] == "exit 3":
+            assert o.exit_code == 3
+        if job.args[-1] == "kill -SEGV $$":
+            assert o.status == "SIGSEGV", o
+        assert o.worker is not None and o.worker.backend == "posix" and o.worker.platform == sys.platform
+        assert o.worker.limits == (job.limits or Limits()).to_dict()
+        seen += 1
+        if seen == 100:
+            # the middle of the batch: w0 is judging jobs; kill it as a crash would
+            for _ in range(200):
+                killed_children = children_of(victim.pid)
+                if killed_children:
+                    break
+                time.sleep(0.01)
+            assert killed_children, "w0 was running nothing"
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(10)
+            # its sandboxed programs die with it (PDEATHSIG)
+            end = time.monotonic() + 5
+            while any(alive(p) for p in killed_children) and time.monotonic() < end:
+                time.sleep(0.05)
+            assert not [p for p in killed_children if alive(p)], "the dead worker's programs live on"
+            # a restarted worker (as a service manager restarts it) empties
+            # the dead worker's cgroups: a grandchild in the background goes too
+            workers.start("w0-restarted", 4)
+    assert seen == 500
+    end = time.monotonic() + 10
+    while in_cgroups_of(victim.pid) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert in_cgroups_of(victim.pid) == [], "processes of the dead worker's jobs are still running"
+
+
+@pytest.mark.skipif(winsandbox.BACKEND != "windows", reason="the Windows fleet (the Linux one is above)")
+@pytest.mark.timeout(600)
+def test_windows_worker_judges_windows_programs(workers: fleet.Workers) -> None:
+    workers.start("win0", 2)
+    app = fleet.client_app(workers.url, VISIBILITY)
+    workers.wait_ready(app, 240)
+    jobs = [
+        (Job(args=py("print('judged')")), Verdict.OK, b"judged\r\n"),
+        (Job(args=py("import sys; sys.exit(7)")), Verdict.RE, None),
+        (Job(args=py("import time; time.sleep(30)"), limits=Limits(wall_time=2)), Verdict.WLE, None),
+        (Job(args=py("print('x' * 100000)"), limits=Limits(output_limit=1000)), Verdict.OLE, None),
+        (Job(args=py("import sys; print(sys.stdin.read())"), input=b"from the client"), Verdict.OK, None),
+    ]
+    outs = list(wc.run_many([j for j, _, _ in jobs], app=app, timeout=400))
+    assert len(outs) == len(jobs)
+    for (_, verdict, out), o in zip(jobs, outs):
+        assert o.verdict is verdict, (o, workers.log("win0"))
+        if out is not None:
+            assert o.stdout == out
+        assert o.worker is not None and o.worker.backend == "windows" and o.worker.platform == "win32"
+    assert outs[1].exit_code == 7
+    assert outs[4].stdout.strip() == b"from the client"
+    if WINE is not None:
+        # Wine accepts and ignores these limits, and the worker says so in each outcome
+        assert isinstance(outs[0].not_applied, tuple)
+
+
+def test_fleet_run_many_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="limits"):
+        list(wc.run_many([["x"]], limits={"wall_time": 1}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        list(wc.run_many([["x"]], timeout=0))
+
+
+def test_a_bad_job_dict_is_an_se_outcome() -> None:
+    d = wc._judge({"args": ["x"], "limits": {"wall": 1}})
+    assert d["verdict"] == "SE" and "wall" in d["error"] and d["worker"]["backend"] == winsandbox.BACKEND
