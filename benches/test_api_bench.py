@@ -147,3 +147,55 @@ def test_throughput_run_many(benchmark: BenchmarkFixture, request: pytest.Fixtur
         )
     )
     benchmark(lambda: None)
+
+
+def test_throughput_fleet_vs_local(benchmark: BenchmarkFixture, request: pytest.FixtureRequest, tmp_path: Any) -> None:
+    """Two Celery workers (threads pool, 2 each) on a real Redis against
+    local `run_many` at the same total concurrency (4)."""
+    pytest.importorskip("celery", reason="winsandbox[celery] is not installed")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
+    import fleet
+
+    import winsandbox.celery as wc
+
+    argv = noop()
+    total = 8 if quick(request.config) else 400
+    with fleet.redis_server() as url:
+        if url is None:
+            pytest.skip("no Redis (redis-server) for the fleet")
+        fleet.flush(url)
+        workers = fleet.Workers(url, tmp_path)
+        try:
+            workers.start("b0", 2)
+            workers.start("b1", 2)
+            app = fleet.client_app(url, 60)
+            workers.wait_ready(app, 240)
+
+            def local() -> float:
+                t = time.perf_counter()
+                assert all(o.ok for o in winsandbox.run_many((argv for _ in range(total)), concurrency=4))
+                return total / (time.perf_counter() - t)
+
+            def remote() -> float:
+                t = time.perf_counter()
+                assert all(o.ok for o in wc.run_many((argv for _ in range(total)), app=app, timeout=600))
+                return total / (time.perf_counter() - t)
+
+            remote()  # warm: connections, imports
+            b1, f1, b2, f2 = local(), remote(), local(), remote()
+        finally:
+            workers.stop()
+            fleet.flush(url)
+    b, f = (b1 + b2) / 2, (f1 + f2) / 2
+    ROWS.append(
+        (
+            "throughput: winsandbox.celery, 2 workers x 2 threads, one machine",
+            "local run_many, concurrency 4",
+            f / b,
+            f"{f:.0f} vs {b:.0f} runs/s ({total} no-op runs x2, interleaved, Redis on 127.0.0.1)",
+        )
+    )
+    benchmark(lambda: None)

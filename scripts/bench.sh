@@ -24,7 +24,7 @@ echo
 echo "## Python API, Linux"
 VENV=target/venv
 [ -x $VENV/bin/python ] || python3 -m venv $VENV
-$VENV/bin/pip install -q maturin pytest pytest-timeout pytest-benchmark
+$VENV/bin/pip install -q maturin pytest pytest-timeout pytest-benchmark "celery[redis]>=5.3"
 $VENV/bin/maturin build -q --release --out target/wheels/bench >/dev/null
 $VENV/bin/pip install -q --force-reinstall target/wheels/bench/*.whl
 (cd benches && ../$VENV/bin/python -m pytest -p no:cacheprovider -q -c ../pyproject.toml --rootdir . --benchmark-disable-gc . 2>/dev/null | grep -E '^(\||FAILED|ERROR|E  )')

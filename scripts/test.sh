@@ -203,14 +203,14 @@ redis_start() {
         sleep 0.1
     done
     redis-cli -p "$port" ping 2>/dev/null | grep -q PONG || { cat "$dir/log"; return 1; }
-    export WINSANDBOX_TEST_REDIS_URL=redis://127.0.0.1:$port
+    export WINSANDBOX_TEST_REDIS_URL=redis://127.0.0.1:$port WINSANDBOX_TEST_REDIS_URL_REQUIRED=1
     echo "redis-server $(redis-server --version | grep -o 'v=[0-9.]*') on $WINSANDBOX_TEST_REDIS_URL (pid $REDIS_PID)"
 }
 redis_stop() {
     [ -n "$REDIS_PID" ] || return 0
     kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
     REDIS_PID=""
-    unset WINSANDBOX_TEST_REDIS_URL
+    unset WINSANDBOX_TEST_REDIS_URL WINSANDBOX_TEST_REDIS_URL_REQUIRED
 }
 trap redis_stop EXIT
 

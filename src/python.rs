@@ -291,6 +291,7 @@ fn outcome_object<'py>(
         .collect::<PyResult<_>>()?;
     d.set_item("not_applied", PyTuple::new(py, na)?)?;
     d.set_item("error", o.error.clone())?;
+    d.set_item("worker", py.None())?; // set by a fleet worker (winsandbox.celery)
     Ok(obj)
 }
 

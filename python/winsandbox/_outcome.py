@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, AnyStr, Generic, Optional, cast
 
+from ._limits import Limits
+
 
 class Verdict(str, enum.Enum):
     """What a grading system reports for a run."""
@@ -43,12 +45,13 @@ class Worker:
     """``sys.platform`` of the worker ("win32", "linux")."""
     backend: str
     """``winsandbox.BACKEND`` there: "windows" or "posix"."""
-    limits: dict[str, Any]
-    """The limits the run was given (`Limits.to_dict`); what the system
-    could not apply is the outcome's ``not_applied``."""
+    limits: Limits
+    """The limits the run was given; what the system could not apply is the
+    outcome's ``not_applied``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hostname": self.hostname, "platform": self.platform, "backend": self.backend, "limits": self.limits}
+        return {"hostname": self.hostname, "platform": self.platform, "backend": self.backend,
+                "limits": self.limits.to_dict()}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Worker:
@@ -56,7 +59,7 @@ class Worker:
             hostname=_field(d, "hostname", str, "worker"),
             platform=_field(d, "platform", str, "worker"),
             backend=_field(d, "backend", str, "worker"),
-            limits=dict(_field(d, "limits", dict, "worker")),
+            limits=Limits.from_dict(_field(d, "limits", dict, "worker")),
         )
 
 

@@ -70,7 +70,7 @@ def _judge(job: Any, limits: Any = None) -> dict[str, Any]:
         hostname=socket.gethostname(),
         platform=sys.platform,
         backend=backend_name(),
-        limits=(lim or Limits()).to_dict(),
+        limits=lim or Limits(),
     )
     return dataclasses.replace(o, worker=here).to_dict()
 

@@ -4,6 +4,8 @@ spawns real processes on whichever backend is installed."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -18,6 +20,15 @@ if winsandbox.BACKEND == "windows":
     from winsandbox import _winsandbox
 
     WINE = _winsandbox.wine_version()
+
+
+# The Windows CPython the tests run on under Wine has no ssl module (built
+# without OpenSSL); Celery imports it regardless: see wine_shims/ssl.py.
+NO_SSL = importlib.util.find_spec("_ssl") is None
+if NO_SSL:
+    _shims = str(Path(__file__).resolve().parent / "wine_shims")
+    sys.path.insert(0, _shims)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_shims, os.environ.get("PYTHONPATH")) if p)
 
 
 def py(code: str) -> list[str]:

@@ -70,13 +70,13 @@ def test_outcome_round_trip_of_a_real_run() -> None:
 
 def test_text_outcome_and_worker_round_trip() -> None:
     o = winsandbox.run(py("print('héllo')"), text=True)
-    w = Worker(hostname="h", platform="linux", backend="posix", limits=Limits(cpu_time=1).to_dict())
+    w = Worker(hostname="h", platform="linux", backend="posix", limits=Limits(cpu_time=1))
     o2 = replace(o, worker=w)
     d = json_trip(o2.to_dict())
     assert d["stdout"] == "héllo\n" and d["text"] is True and d["worker"]["limits"]["cpu_time"] == 1.0
     back = Outcome.from_dict(d)
     assert back == o2 and isinstance(back.stdout, str)
-    assert pickle.loads(pickle.dumps(o2)) == o2
+    assert pickle.loads(pickle.dumps(o2)) == o2 and hash(o2) == hash(back)
 
 
 def test_bad_outcome_dicts_name_the_key() -> None:
