@@ -16,8 +16,9 @@ The task is acknowledged late: a worker that dies with a job leaves it
 unacknowledged, and Redis hands it to another worker once the visibility
 timeout passes, so every job gets exactly one outcome. Nothing the dead
 worker ran goes on running (Windows: its jobs are killed when it closes;
-Linux: its processes get SIGKILL when it dies, and the next winsandbox
-supervisor to start empties its cgroups).
+Linux: its programs get SIGKILL when it dies, and any other winsandbox
+process on the machine, at its next run, kills what they left in their
+cgroups).
 """
 
 from __future__ import annotations

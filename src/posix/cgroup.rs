@@ -16,7 +16,7 @@ use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The supervisor's own cgroup in each hierarchy we use (absolute paths).
@@ -129,14 +129,34 @@ fn places() -> &'static Places {
                 p.memory = None;
             }
         }
-        for base in [&p.unified, &p.memory, &p.cpuacct, &p.freezer]
-            .into_iter()
-            .flatten()
-        {
-            remove_stale(base);
-        }
+        sweep_stale(&p);
         p
     })
+}
+
+/// How often starting a job looks again for the cgroups of supervisors that
+/// died: another live supervisor on the machine (a fleet's other worker)
+/// clears what a SIGKILLed one left within this long of its next job.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// [`remove_stale`] in each hierarchy, at most once per [`SWEEP_EVERY`]
+/// (one thread at a time; the others go on at once).
+fn sweep_stale(p: &Places) {
+    let Ok(mut last) = LAST_SWEEP.try_lock() else {
+        return;
+    };
+    if last.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+        return;
+    }
+    for base in [&p.unified, &p.memory, &p.cpuacct, &p.freezer]
+        .into_iter()
+        .flatten()
+    {
+        remove_stale(base);
+    }
+    *last = Some(Instant::now());
 }
 
 /// The supervisor pid in a job cgroup's name (`winsandbox-<pid>-<key>`).
@@ -254,6 +274,7 @@ impl JobCgroup {
     /// is a memory controller. None when no hierarchy is usable.
     pub fn create(key: usize, memory_limit: Option<u64>) -> Option<JobCgroup> {
         let p = places();
+        sweep_stale(p);
         // SAFETY: getpid has no preconditions.
         let name = format!("winsandbox-{}-{key}", unsafe { libc::getpid() });
         let make = |base: &Option<PathBuf>| -> Option<PathBuf> {
