@@ -153,11 +153,12 @@ def test_throughput_fleet_vs_local(benchmark: BenchmarkFixture, request: pytest.
     """Two Celery workers (threads pool, 2 each) on a real Redis against
     local `run_many` at the same total concurrency (4)."""
     pytest.importorskip("celery", reason="winsandbox[celery] is not installed")
+    import importlib
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
-    import fleet
+    fleet: Any = importlib.import_module("fleet")  # the tests' helpers: a real Redis, real workers
 
     import winsandbox.celery as wc
 
