@@ -23,6 +23,7 @@ cgroups).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -105,6 +106,9 @@ def configure(app: Any, *, visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOU
             "visibility_timeout": visibility_timeout,
             "unacked_restore_interval": max(1.0, min(10.0, visibility_timeout / 4)),
             "unacked_restore_throttle": 1,
+            # A worker killed during a sweep holds its lock until this expires
+            # (by default 300 s, during which no job is delivered again).
+            "unacked_mutex_expire": 10,
         },
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
@@ -173,10 +177,11 @@ def run_many(
                 o = _failed(args, False, f"no worker gave an outcome within {timeout} s")
             except Exception as e:
                 o = _failed(args, False, f"{type(e).__name__}: {e}")
-            finally:
+            with contextlib.suppress(Exception):  # the result expires anyway
                 r.forget()
             yield o
     finally:
         left = [r.id for _, r, _ in sent if r is not None]
         if left:
-            a.control.revoke(left)
+            with contextlib.suppress(Exception):  # best effort: the broker may be gone
+                a.control.revoke(left)

@@ -73,6 +73,15 @@ def flush(url: str) -> None:
     redis.Redis.from_url(url).flushdb()
 
 
+def broker_state(url: str) -> dict[str, int]:
+    """What Redis holds for kombu: queued, unacknowledged, and the restore lock's TTL."""
+    import redis
+
+    r = redis.Redis.from_url(url)
+    return {"queued": int(r.llen("celery")), "unacked": int(r.hlen("unacked")),
+            "unacked_index": int(r.zcard("unacked_index")), "mutex_ttl": int(r.ttl("unacked_mutex"))}  # fmt: skip
+
+
 class Workers:
     """Celery worker processes of `winsandbox.celery`, each with its log."""
 
