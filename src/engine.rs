@@ -188,11 +188,21 @@ pub struct RunState {
     /// The main process has exited: no limit fires after that (what is left
     /// is being ended and drained, not judged).
     pub ended: bool,
+    /// When the job's owner asked for the whole tree to be killed (the
+    /// run's `kill`, or its `Killer` from another thread).
+    pub killed_at: Option<Instant>,
     next_sample: Option<Instant>,
     backoff: Backoff,
 }
 
 impl RunState {
+    /// Whether the owner's kill came before the main process was seen
+    /// exited at `exit_seen` (a kill after the exit changes no verdict).
+    pub fn killed_before(&self, exit_seen: Option<Instant>) -> bool {
+        self.killed_at
+            .is_some_and(|k| exit_seen.is_none_or(|e| k <= e))
+    }
+
     /// Records `hit` unless one was recorded before; true if it is the first
     /// (the caller ends the job).
     pub fn record(&mut self, hit: Hit) -> bool {

@@ -2,6 +2,7 @@
 //! paths, integers and seconds). The friendly API is Python
 //! (`python/winsandbox/`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,8 +19,30 @@ use crate::limits::{
 };
 use crate::outcome::Outcome;
 
-/// How long one GIL-free wait lasts before signals are checked.
+/// How long one GIL-free wait of the main thread lasts before signals are
+/// checked. Python runs signal handlers only on the main thread, so waits on
+/// other threads (`run_async`'s, `run_many`'s) are not sliced: a thousand of
+/// them wake nothing until their runs end.
 const SLICE: Duration = Duration::from_millis(50);
+
+/// The length of the next GIL-free wait: what is left of `total` (`None`:
+/// no end), no longer than [`SLICE`] on the main thread.
+fn next_slice(
+    py: Python<'_>,
+    total: Option<Duration>,
+    start: std::time::Instant,
+) -> PyResult<Option<Duration>> {
+    let threading = py.import("threading")?;
+    let main = threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?);
+    let left = total.map(|t| t.saturating_sub(start.elapsed()));
+    Ok(match (left, main) {
+        (Some(l), true) => Some(l.min(SLICE)),
+        (None, true) => Some(SLICE),
+        (l, false) => l,
+    })
+}
 /// `subprocess.PIPE` and `subprocess.DEVNULL`.
 const PIPE: i64 = -1;
 const DEVNULL: i64 = -3;
@@ -299,6 +322,8 @@ fn outcome_object<'py>(
 /// use is a RuntimeError saying what was closed.
 struct Slot<T> {
     inner: Mutex<Option<T>>,
+    /// Set by `close`, readable while another thread holds `inner` in a wait.
+    closed: AtomicBool,
     what: &'static str,
 }
 
@@ -306,6 +331,7 @@ impl<T: Send> Slot<T> {
     fn new(value: T, what: &'static str) -> Self {
         Slot {
             inner: Mutex::new(Some(value)),
+            closed: AtomicBool::new(false),
             what,
         }
     }
@@ -320,14 +346,15 @@ impl<T: Send> Slot<T> {
         f(g.as_mut().ok_or_else(|| self.closed_error())?)
     }
 
-    /// Drops the value (killing what it owns) without the GIL. Idempotent.
+    /// Drops the value (killing what it owns) without the GIL, once a wait
+    /// on another thread lets go of it. Idempotent.
     fn close(&self, py: Python<'_>) {
-        let taken = crate::engine::lock(&self.inner).take();
-        py.detach(move || drop(taken));
+        self.closed.store(true, Ordering::SeqCst);
+        py.detach(|| drop(crate::engine::lock(&self.inner).take()));
     }
 
     fn is_closed(&self) -> bool {
-        crate::engine::lock(&self.inner).is_none()
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -348,6 +375,7 @@ macro_rules! with_close {
 
             #[doc = $close]
             fn close(&self, py: Python<'_>) {
+                self.before_close();
                 self.inner.close(py);
             }
 
@@ -362,6 +390,7 @@ macro_rules! with_close {
 
             #[pyo3(signature = (*_exc))]
             fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) {
+                self.before_close();
                 self.inner.close(py);
             }
         }
@@ -372,9 +401,21 @@ macro_rules! with_close {
 #[pyclass(module = "winsandbox._winsandbox")]
 struct Run {
     inner: Slot<backend::Running>,
+    /// Kills the tree while another thread holds `inner` in a wait.
+    killer: backend::Killer,
     pid: u32,
     /// The outcome's `args`.
     argv: Vec<String>,
+}
+
+impl Run {
+    /// While another thread waits on the run (and holds it), its tree dies
+    /// first, so that the wait ends and lets go.
+    fn before_close(&self) {
+        if self.inner.inner.try_lock().is_err() {
+            self.killer.kill();
+        }
+    }
 }
 
 with_close! {
@@ -397,11 +438,8 @@ with_close! {
         let total = secs("timeout", timeout)?;
         let start = std::time::Instant::now();
         loop {
-            let slice = match total {
-                Some(t) => t.saturating_sub(start.elapsed()).min(SLICE),
-                None => SLICE,
-            };
-            let r = py.detach(|| self.inner.with(|r| r.wait(Some(slice)).map_err(to_py)))?;
+            let slice = next_slice(py, total, start)?;
+            let r = py.detach(|| self.inner.with(|r| r.wait(slice).map_err(to_py)))?;
             if let Some(o) = r {
                 return Ok(Some(outcome_object(py, &self.argv, &o)?));
             }
@@ -412,12 +450,14 @@ with_close! {
         }
     }
 
-    /// Ends the whole process tree now (the outcome then says SE, killed).
+    /// Ends the whole process tree now (the outcome then says SE, killed),
+    /// also while another thread waits on the run.
     fn kill(&self) -> PyResult<()> {
-        self.inner.with(|r| {
-            r.kill();
-            Ok(())
-        })
+        if self.inner.is_closed() {
+            return Err(self.inner.closed_error());
+        }
+        self.killer.kill();
+        Ok(())
     }
 }
 
@@ -456,8 +496,10 @@ fn start(
     )?;
     let r = py.detach(|| backend::Running::start(&cmd)).map_err(to_py)?;
     let pid = r.pid();
+    let killer = r.killer();
     Ok(Run {
         inner: Slot::new(r, "run"),
+        killer,
         pid,
         argv: args,
     })
@@ -487,11 +529,8 @@ impl Process {
         let total = secs("timeout", timeout)?;
         let start = std::time::Instant::now();
         loop {
-            let slice = match total {
-                Some(t) => t.saturating_sub(start.elapsed()).min(SLICE),
-                None => SLICE,
-            };
-            if let Some(c) = py.detach(|| self.inner.wait(Some(slice))).map_err(to_py)? {
+            let slice = next_slice(py, total, start)?;
+            if let Some(c) = py.detach(|| self.inner.wait(slice)).map_err(to_py)? {
                 return Ok(Some(c));
             }
             py.check_signals()?;
@@ -507,6 +546,10 @@ impl Process {
 #[pyclass(module = "winsandbox._winsandbox", name = "Sandbox")]
 struct NativeSandbox {
     inner: Slot<backend::Sandbox>,
+}
+
+impl NativeSandbox {
+    fn before_close(&self) {}
 }
 
 impl NativeSandbox {

@@ -30,4 +30,4 @@ mod run;
 mod spawn;
 
 pub use crate::outcome::Accounting;
-pub use run::{process_alive, Child, Running, Sandbox};
+pub use run::{process_alive, Child, Killer, Running, Sandbox};

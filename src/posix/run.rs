@@ -230,6 +230,20 @@ fn pidfd(pid: i32) -> Option<OwnedFd> {
     None
 }
 
+/// Kills a run's whole tree from any thread, without its [`Running`] (which
+/// a waiting thread may hold); nothing once the run is gone.
+#[derive(Clone)]
+pub struct Killer(std::sync::Weak<JobShared>);
+
+impl Killer {
+    pub fn kill(&self) {
+        if let Some(job) = self.0.upgrade() {
+            job.lock().run.killed_at.get_or_insert_with(Instant::now);
+            job.kill_all();
+        }
+    }
+}
+
 pub struct Running {
     job: Arc<JobShared>,
     pid: i32,
@@ -239,7 +253,6 @@ pub struct Running {
     readers: [Option<OwnedFd>; 2],
     outputs: Outputs,
     exit: Option<(libc::c_int, libc::rusage, Instant)>,
-    killed: bool,
     not_applied: Vec<NotApplied>,
     finish: Finish,
 }
@@ -291,7 +304,6 @@ impl Running {
             readers: [out, err],
             outputs,
             exit: None,
-            killed: false,
             not_applied: not_applied(&cmd.limits),
             finish: Finish::default(),
         })
@@ -306,11 +318,14 @@ impl Running {
         Ok(live_pids(&self.job))
     }
 
+    /// Ends the whole tree now; the outcome says `SE`, "killed".
     pub fn kill(&mut self) {
-        if self.exit.is_none() {
-            self.killed = true;
-        }
-        self.job.kill_all();
+        self.killer().kill();
+    }
+
+    /// What kills this run from any thread, while another waits on it.
+    pub fn killer(&self) -> Killer {
+        Killer(Arc::downgrade(&self.job))
     }
 
     fn pump_io(&mut self) -> Result<()> {
@@ -485,7 +500,7 @@ impl Running {
         };
         let j = decide::judge(&Ending {
             hit,
-            killed: self.killed,
+            killed: self.job.lock().run.killed_before(Some(exited)),
             exit_hit,
             clean_exit: !abnormal,
         });

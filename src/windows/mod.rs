@@ -11,7 +11,7 @@ mod spawn;
 pub use crate::outcome::Accounting;
 pub use job::{supervisor_job, JobObject, SupervisorJob};
 pub use query::{process_alive, KILL_EXIT_CODE};
-pub use run::{Child, Running, Sandbox};
+pub use run::{Child, Killer, Running, Sandbox};
 pub use spawn::Process;
 
 use windows::core::{s, w};

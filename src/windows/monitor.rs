@@ -100,9 +100,14 @@ impl JobShared {
     pub fn fire(&self, hit: Hit) {
         let first = self.lock().run.record(hit);
         if first {
-            // SAFETY: the job handle is open while `self` lives.
-            let _ = unsafe { TerminateJobObject(raw(&self.handle), KILL_EXIT_CODE) };
+            self.terminate();
         }
+    }
+
+    /// Ends every process of the job now.
+    pub fn terminate(&self) {
+        // SAFETY: the job handle is open while `self` lives.
+        let _ = unsafe { TerminateJobObject(raw(&self.handle), KILL_EXIT_CODE) };
     }
 
     /// Starts the wall clock (the main process is about to start).

@@ -1,6 +1,7 @@
 //! One sandboxed run (`Running`) and a long-lived job for several processes
 //! (`Sandbox`), on the Windows backend.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use windows::Win32::Foundation::{HANDLE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
@@ -10,7 +11,7 @@ use windows::Win32::System::Threading::{
 
 use super::handle::*;
 use super::job::{supervisor_job, JobObject};
-use super::monitor;
+use super::monitor::{self, JobShared};
 use super::pipe::{open_file, open_inheritable, pipe, Reader, Writer};
 use super::query::{filetime, process_times, KILL_EXIT_CODE};
 use super::spawn::{spawn, Process, SpawnRequest, Stdio};
@@ -62,6 +63,20 @@ fn path_str(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// Kills a run's whole tree from any thread, without its [`Running`] (which
+/// a waiting thread may hold); nothing once the run is gone.
+#[derive(Clone)]
+pub struct Killer(std::sync::Weak<JobShared>);
+
+impl Killer {
+    pub fn kill(&self) {
+        if let Some(job) = self.0.upgrade() {
+            job.lock().run.killed_at.get_or_insert_with(Instant::now);
+            job.terminate();
+        }
+    }
+}
+
 /// A run in progress. Dropping it kills the whole tree.
 pub struct Running {
     job: JobObject,
@@ -73,9 +88,9 @@ pub struct Running {
     stdin: Option<Writer>,
     readers: [Reader; 2],
     outputs: Outputs,
-    /// Exit code and wall time, once the exit is seen.
+    /// Exit code and wall time, once the exit is seen, and when it was seen.
     exit: Option<(u32, f64)>,
-    killed: bool,
+    exit_seen: Option<Instant>,
     /// When the run was first seen killed (a limit crossed, or `kill`).
     killed_at: Option<Instant>,
     wall_limit: Option<Duration>,
@@ -129,7 +144,7 @@ impl Running {
             readers: [Reader::new(out.ours)?, Reader::new(err.ours)?],
             outputs,
             exit: None,
-            killed: false,
+            exit_seen: None,
             killed_at: None,
             wall_limit: cmd.limits.wall_time,
             finish: Finish::default(),
@@ -151,11 +166,17 @@ impl Running {
 
     /// Ends the whole tree now; the outcome says `SE`, "killed".
     pub fn kill(&mut self) {
-        if self.exit.is_none() {
-            self.killed = true;
-            self.killed_at.get_or_insert_with(Instant::now);
-        }
-        let _ = self.job.terminate(KILL_EXIT_CODE);
+        self.killer().kill();
+    }
+
+    /// What kills this run from any thread, while another waits on it.
+    pub fn killer(&self) -> Killer {
+        Killer(Arc::downgrade(&self.job.shared))
+    }
+
+    /// Whether the owner killed the run before its exit was seen.
+    fn killed(&self) -> bool {
+        self.job.shared.lock().run.killed_before(self.exit_seen)
     }
 
     fn pump_io(&mut self) -> Result<()> {
@@ -191,6 +212,7 @@ impl Running {
             .filter(|&w| w <= seen) // the system clock was not set back meanwhile
             .unwrap_or(seen);
         self.exit = Some((code, wall));
+        self.exit_seen = Some(now);
         // The main process's own peak, also where the job reports none (Wine).
         self.job.shared.note_memory(&self.process.handle);
         // Every kernel message queued before now is handled before the verdict.
@@ -219,7 +241,7 @@ impl Running {
             return Ok(None);
         }
         let mut o = self.outcome();
-        let why = match (o.limit, self.killed) {
+        let why = match (o.limit, self.killed()) {
             (Some(l), _) => format!("after it crossed {l}"),
             (None, true) => "after the supervisor killed it".to_string(),
             (None, false) => "at its wall limit".to_string(),
@@ -267,7 +289,7 @@ impl Running {
         self.outputs.finish_into(&mut o);
         let j = decide::judge(&Ending {
             hit,
-            killed: self.killed,
+            killed: self.killed(),
             exit_hit: None,
             clean_exit: code == 0,
         });
@@ -306,8 +328,9 @@ impl RunSteps for Running {
         let now = Instant::now();
         let mut until = until;
         if self.exit.is_none() {
-            if self.killed_at.is_none() && self.job.shared.hit().is_some() {
-                self.killed_at = Some(now);
+            if self.killed_at.is_none() {
+                let st = self.job.shared.lock();
+                self.killed_at = st.run.hit.map(|_| now).or(st.run.killed_at);
             }
             let killed = self
                 .killed_at

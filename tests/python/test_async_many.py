@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +89,24 @@ def test_run_many_default_limits_and_bad_concurrency() -> None:
     assert outs[0].verdict is Verdict.WLE
     with pytest.raises(ValueError, match="concurrency"):
         list(winsandbox.run_many([], concurrency=0))
+
+
+def test_kill_and_close_reach_a_wait_on_another_thread() -> None:
+    """Waits off the main thread are not sliced (no wake-ups): a kill or a
+    close from another thread still ends them at once."""
+    from winsandbox._run import _start
+
+    for how in ("kill", "close"):
+        r = _start(py("import time; time.sleep(60)"))
+        got: list[Any] = []
+        t = threading.Thread(target=lambda r=r, got=got: got.append(r.wait()))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        r.kill() if how == "kill" else r.close()
+        t.join(15)
+        assert not t.is_alive(), how
+        assert time.monotonic() - t0 < 10, how
+        assert got and got[0].verdict is Verdict.SE and got[0].error and "killed" in got[0].error, (how, got)
+        r.close()
+        assert not alive(r.pid), how
