@@ -56,4 +56,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     w.write_line("| measure | baseline | ratio | detail |")
     w.write_line("|---|---|---|---|")
     for measure, baseline, ratio, detail in ROWS:
-        w.write_line(f"| {measure} | {baseline} | {ratio:.3f} | {detail} |")
+        shown = "-" if ratio != ratio else f"{ratio:.3f}"  # NaN: a row without a baseline
+        w.write_line(f"| {measure} | {baseline} | {shown} | {detail} |")

@@ -3,10 +3,15 @@ native call it wraps."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import json
+import os
 import statistics
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from typing import Any, Optional
 
 import pytest
@@ -15,6 +20,29 @@ from pytest_benchmark.fixture import BenchmarkFixture
 import winsandbox
 from conftest import ROWS, interleaved, noop, quick
 from winsandbox import _winsandbox
+
+WINE = _winsandbox.wine_version() if winsandbox.BACKEND == "windows" else None
+
+
+def _throughput_row(measure: str, argv: list[str], total: int, concurrency: int, subject: Callable[[], None]) -> None:
+    """A row: runs/s of ``subject`` (which runs ``total`` runs of ``argv``)
+    against `subprocess.run` in a pool of ``concurrency`` threads, alternated twice."""
+
+    def bare() -> float:
+        t = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda _: _subprocess(argv), range(total)))
+        return total / (time.perf_counter() - t)
+
+    def api() -> float:
+        t = time.perf_counter()
+        subject()
+        return total / (time.perf_counter() - t)
+
+    b1, a1, b2, a2 = bare(), api(), bare(), api()
+    b, a = (b1 + b2) / 2, (a1 + a2) / 2
+    ROWS.append((measure, "subprocess.run in a thread pool", a / b,
+                 f"{a:.0f} vs {b:.0f} runs/s ({total} runs x2, interleaved)"))  # fmt: skip
 
 
 def _api_run(argv: list[str]) -> None:
@@ -124,28 +152,11 @@ def test_throughput_run_many(benchmark: BenchmarkFixture, request: pytest.Fixtur
     argv = noop()
     total = 4 if quick(request.config) else 400
 
-    def bare() -> float:
-        t = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(lambda _: _subprocess(argv), range(total)))
-        return total / (time.perf_counter() - t)
-
-    def many() -> float:
-        t = time.perf_counter()
+    def many() -> None:
         outs = list(winsandbox.run_many((argv for _ in range(total)), concurrency=concurrency))
         assert all(o.ok for o in outs)
-        return total / (time.perf_counter() - t)
 
-    b1, m1, b2, m2 = bare(), many(), bare(), many()
-    b, m = (b1 + b2) / 2, (m1 + m2) / 2
-    ROWS.append(
-        (
-            f"throughput: run_many, concurrency {concurrency}",
-            "subprocess.run in a thread pool",
-            m / b,
-            f"{m:.0f} vs {b:.0f} runs/s ({total} runs x2, interleaved)",
-        )
-    )
+    _throughput_row(f"throughput: run_many, concurrency {concurrency}", argv, total, concurrency, many)
     benchmark(lambda: None)
 
 
@@ -199,4 +210,61 @@ def test_throughput_fleet_vs_local(benchmark: BenchmarkFixture, request: pytest.
             f"{f:.0f} vs {b:.0f} runs/s ({total} no-op runs x2, interleaved, Redis on 127.0.0.1)",
         )
     )
+    benchmark(lambda: None)
+
+
+def _scale_sizes(config: pytest.Config) -> list[int]:
+    if quick(config):
+        return [10]
+    # Under Wine each sleeper is a Windows Python (about 15 MB, 0.15 s to start).
+    return [10, 100] if WINE else [10, 100, 1000]
+
+
+@pytest.mark.parametrize("kind", ["wall", "memory"])
+def test_scale_concurrent_run_async(benchmark: BenchmarkFixture, request: pytest.FixtureRequest, kind: str) -> None:
+    """Sleeping `run_async` runs at once, in a fresh interpreter: its threads
+    and its CPU once they have settled (the limit `memory` is sampled)."""
+    settle, window = (0.5, 0.5) if quick(request.config) else (4.0, 5.0)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scale_async.py")
+    for n in _scale_sizes(request.config):
+        out = subprocess.run(
+            [sys.executable, script, str(n), kind, str(settle), str(window)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+        assert out.returncode == 0, out.stderr
+        r = json.loads(out.stdout)
+        ROWS.append(
+            (
+                f"scale: {n} sleeping run_async runs ({'memory limit: sampled' if kind == 'memory' else 'wall limit'})",
+                "-",
+                float("nan"),
+                f"threads {r['threads_before']} -> {r['threads']}, supervisor CPU while they sleep "
+                f"{100 * r['cpu']:.2f} % of a core ({window:.0f} s, after {settle:.0f} s; all started in {r['start_s']:.1f} s)",
+            )
+        )
+    benchmark(lambda: None)
+
+
+def test_throughput_run_async(benchmark: BenchmarkFixture, request: pytest.FixtureRequest) -> None:
+    """`run_async` at concurrency 32 (a semaphore) against `subprocess.run`
+    in a pool of 32 threads."""
+    argv = noop()
+    total = 4 if quick(request.config) else 400
+    concurrency = 32
+
+    async def many() -> None:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> winsandbox.Outcome[bytes]:
+            async with sem:
+                return await winsandbox.run_async(argv)
+
+        outs = await asyncio.gather(*(one() for _ in range(total)))
+        assert all(o.ok for o in outs)
+
+    _throughput_row(f"throughput: run_async, concurrency {concurrency}", argv, total, concurrency,
+                    lambda: asyncio.run(many()))  # fmt: skip
     benchmark(lambda: None)

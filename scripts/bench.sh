@@ -37,9 +37,10 @@ if [ -f "$WSB_WINCPY_TOOL/build.sh" ]; then
     # The no-op program is the release probe: a Python start-up under Wine
     # would drown the layer being measured. Throughput is left to the native
     # bench above: through Wine's one server, thousands of runs take minutes.
+    # The scale rows' sleepers are Windows Pythons: 100 at most under Wine.
     probe="Z:$(pwd)/target/win/$WSB_TARGET/release/wsb-probe.exe"
     (cd benches && WINSANDBOX_NOOP="${probe//\//\\} exit 0" wincpy -m pytest -p no:cacheprovider -q \
-        -c ../pyproject.toml --rootdir . --benchmark-disable-gc -k "python_layer or overhead" . 2>/dev/null |
+        -c ../pyproject.toml --rootdir . --benchmark-disable-gc -k "python_layer or overhead or scale" . 2>/dev/null |
         tr -d '\r' | grep -E '^(\||FAILED|ERROR|E  )')
 else
     echo "skipped: $WSB_WINCPY_TOOL is absent"

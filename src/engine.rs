@@ -149,6 +149,11 @@ pub trait RunSteps {
     /// `until`. `Some`: the run ended by a way of the backend's own (a
     /// process that would not die by its hard stop).
     fn wait_event(&mut self, until: Option<Instant>) -> Result<Option<Outcome>>;
+    /// Without blocking, what a wait looks at besides the run's own events:
+    /// an end of the backend's own (as in `wait_event`), and the latest time
+    /// to look at the run again though none of its events came (`None`: only
+    /// when one comes). The driver thread calls this after each `pump`.
+    fn check(&mut self, now: Instant) -> Result<(Option<Outcome>, Option<Instant>)>;
 }
 
 /// Waits up to `timeout` (`None`: until the run is over); `Ok(None)`: it is

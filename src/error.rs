@@ -67,6 +67,24 @@ impl Error {
     }
 }
 
+/// A copy for every waiter of a run that failed: the OS code and the text
+/// stay (an `io::Error` itself cannot be cloned).
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        match self {
+            Error::Invalid { field, message } => Error::invalid(field, message.clone()),
+            Error::Os { op, source } => Error::Os {
+                op: op.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::Sandbox { message } => Error::sandbox(message.clone()),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cmdline;
 pub mod command;
 pub mod decide;
+pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod jobplan;

@@ -3,7 +3,7 @@
 //! (`python/winsandbox/`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -13,6 +13,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 use crate::backend;
 use crate::cmdline::EnvSpec;
 use crate::command::{Command, Output, SpawnPath, Stdin};
+use crate::driver::{self, Done};
 use crate::error::Error;
 use crate::limits::{
     duration_from_secs, parse_duration, parse_size, Kind, Limits, Priority, Value, FIELDS,
@@ -397,50 +398,75 @@ macro_rules! with_close {
     };
 }
 
-/// A run in progress. `wait()` releases the GIL; dropping or closing it kills the tree.
+/// A run in progress, carried by the driver thread (`crate::driver`): no
+/// thread of the caller's waits on it. `wait()` releases the GIL; dropping
+/// or closing it kills the tree.
 #[pyclass(module = "winsandbox._winsandbox")]
 struct Run {
-    inner: Slot<backend::Running>,
-    /// Kills the tree while another thread holds `inner` in a wait.
+    done: Arc<Done>,
+    /// Kills the tree from any thread while the driver carries the run.
     killer: backend::Killer,
+    closed: AtomicBool,
     pid: u32,
     /// The outcome's `args`.
     argv: Vec<String>,
 }
 
 impl Run {
-    /// While another thread waits on the run (and holds it), its tree dies
-    /// first, so that the wait ends and lets go.
-    fn before_close(&self) {
-        if self.inner.inner.try_lock().is_err() {
+    fn check_open(&self) -> PyResult<()> {
+        match self.closed.load(Ordering::SeqCst) {
+            true => Err(PyRuntimeError::new_err("this run is closed")),
+            false => Ok(()),
+        }
+    }
+
+    /// Kills what still runs and waits (without the GIL) until the driver
+    /// has ended the run and freed its handles.
+    fn end(&self, py: Python<'_>) {
+        if !self.done.is_done() {
+            self.killer.kill();
+            py.detach(|| self.done.wait(None));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !self.done.is_done() {
             self.killer.kill();
         }
     }
 }
 
-with_close! {
-    Run,
-    "Kills whatever still runs and frees every handle. Idempotent.",
+#[pymethods]
+impl Run {
     #[getter]
     fn pid(&self) -> u32 {
         self.pid
     }
 
-    /// The outcome as a dict once the run ended within `timeout` seconds
-    /// (`None`: wait until it ends), else `None`. Ctrl-C raises
-    /// KeyboardInterrupt (the caller closes the run).
+    /// Whether the run is over (its outcome is ready).
+    #[getter]
+    fn done(&self) -> bool {
+        self.done.is_done()
+    }
+
+    /// The outcome once the run ended within `timeout` seconds (`None`: wait
+    /// until it ends), else `None`. Ctrl-C raises KeyboardInterrupt (the
+    /// caller closes the run).
     #[pyo3(signature = (timeout=None))]
     fn wait<'py>(
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.check_open()?;
         let total = secs("timeout", timeout)?;
         let start = std::time::Instant::now();
         loop {
             let slice = next_slice(py, total, start)?;
-            let r = py.detach(|| self.inner.with(|r| r.wait(slice).map_err(to_py)))?;
-            if let Some(o) = r {
+            if let Some(r) = py.detach(|| self.done.wait(slice)) {
+                let o = r.map_err(to_py)?;
                 return Ok(Some(outcome_object(py, &self.argv, &o)?));
             }
             py.check_signals()?;
@@ -450,15 +476,81 @@ with_close! {
         }
     }
 
+    /// Calls `callback()` once the run is over: at once if it is, else on
+    /// the driver thread (with the GIL) when it ends. For asyncio, a
+    /// callback that hands over to the loop (`call_soon_threadsafe`).
+    fn on_done(&self, callback: Py<PyAny>) {
+        self.done.on_done(Box::new(move || call_back(callback)));
+    }
+
     /// Ends the whole process tree now (the outcome then says SE, killed),
     /// also while another thread waits on the run.
     fn kill(&self) -> PyResult<()> {
-        if self.inner.is_closed() {
-            return Err(self.inner.closed_error());
-        }
+        self.check_open()?;
         self.killer.kill();
         Ok(())
     }
+
+    /// Kills whatever still runs and frees every handle. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.end(py);
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) {
+        self.close(py);
+    }
+}
+
+/// Whether Python callbacks may still be called from the driver thread,
+/// and how many are being called: at exit (`stop_callbacks`, registered
+/// with `atexit`) no new one starts and those under way are waited for, so
+/// that no native thread takes the GIL while the interpreter shuts down.
+static CALLBACKS: Mutex<(bool, usize)> = Mutex::new((true, 0));
+static CALLBACKS_IDLE: std::sync::Condvar = std::sync::Condvar::new();
+
+fn call_back(cb: Py<PyAny>) {
+    {
+        let mut g = crate::engine::lock(&CALLBACKS);
+        if !g.0 {
+            std::mem::forget(cb); // no GIL may be taken to drop it
+            return;
+        }
+        g.1 += 1;
+    }
+    let _ = Python::try_attach(|py| {
+        if let Err(e) = cb.call0(py) {
+            e.write_unraisable(py, None);
+        }
+        drop(cb);
+    });
+    let mut g = crate::engine::lock(&CALLBACKS);
+    g.1 -= 1;
+    if g.1 == 0 {
+        CALLBACKS_IDLE.notify_all();
+    }
+}
+
+/// Stops callbacks from the driver thread (called by `atexit`).
+#[pyfunction]
+fn stop_callbacks(py: Python<'_>) {
+    py.detach(|| {
+        let mut g = crate::engine::lock(&CALLBACKS);
+        g.0 = false;
+        while g.1 > 0 {
+            g = CALLBACKS_IDLE.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    });
 }
 
 /// Starts `argv[0]` with `argv[1:]` in a new sandbox.
@@ -497,9 +589,11 @@ fn start(
     let r = py.detach(|| backend::Running::start(&cmd)).map_err(to_py)?;
     let pid = r.pid();
     let killer = r.killer();
+    let done = driver::drive(r).map_err(to_py)?;
     Ok(Run {
-        inner: Slot::new(r, "run"),
+        done,
         killer,
+        closed: AtomicBool::new(false),
         pid,
         argv: args,
     })
@@ -705,5 +799,9 @@ fn _winsandbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(wine_version, m)?)?;
     m.add_function(wrap_pyfunction!(backend_name, m)?)?;
+    m.add_function(wrap_pyfunction!(stop_callbacks, m)?)?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (m.getattr("stop_callbacks")?,))?;
     Ok(())
 }

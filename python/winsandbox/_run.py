@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import os
+import queue
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypedDict, Union, overload
 
@@ -250,43 +250,40 @@ async def run_async(
     errors: Optional[str] = None,
     **options: Unpack[RunOptions],
 ) -> Outcome[Any]:
-    """`run` for asyncio: waits on a thread of its own, never blocking the
-    loop. Cancelling the task kills the whole process tree."""
+    """`run` for asyncio, never blocking the loop. No thread waits for the
+    run: the engine's driver thread tells the loop once, when it is over.
+    Cancelling the task kills the whole process tree."""
     r = _start(args, encoding=encoding, errors=errors, **options)
     loop = asyncio.get_running_loop()
-    fut: asyncio.Future[Outcome[bytes]] = loop.create_future()
-
-    def deliver(result: Optional[Outcome[bytes]], exc: Optional[BaseException]) -> None:
-        if fut.done():
-            return
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            assert result is not None
-            fut.set_result(result)
-
-    def waiter() -> None:
+    try:
+        await _ended(r, loop)
+    except asyncio.CancelledError:
+        r.kill()
         try:
-            d = r.wait()
-            res, exc = d, None
-        except BaseException as e:
-            res, exc = None, (_sandbox_error(e) if isinstance(e, OSError) else e)
+            await asyncio.shield(_ended(r, loop))
+        finally:
+            r.close()
+        raise
+    return _outcome(_wait(r), text or encoding is not None, encoding, errors)
+
+
+async def _ended(r: _winsandbox.Run, loop: asyncio.AbstractEventLoop) -> None:
+    """Returns once ``r`` is over; the driver thread wakes the loop once."""
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def notify() -> None:  # on the driver thread, or here if it is over already
         try:
-            loop.call_soon_threadsafe(deliver, res, exc)
+            loop.call_soon_threadsafe(_settle, fut)
         except RuntimeError:
             pass  # the loop is closed
 
-    t = threading.Thread(target=waiter, name=f"winsandbox-wait-{r.pid}", daemon=True)
-    t.start()
-    try:
-        d = await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        r.kill()
-        await loop.run_in_executor(None, t.join)
-        r.close()
-        raise
-    r.close()
-    return _outcome(d, text or encoding is not None, encoding, errors)
+    r.on_done(notify)
+    await fut
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _failed(args: Sequence[StrPath], text: bool, error: str) -> Outcome[Any]:
@@ -301,16 +298,59 @@ def _failed(args: Sequence[StrPath], text: bool, error: str) -> Outcome[Any]:
     )  # fmt: skip
 
 
+class _Pending:
+    """A job of `run_many`: its run, or the outcome of a job that could not start."""
+
+    __slots__ = ("args", "failed", "run", "text")
+
+    def __init__(self, job: Union[Job, Sequence[str]], limits: Optional[Limits], text: bool,
+                 ended: Callable[[], object]) -> None:  # fmt: skip
+        spec = job if isinstance(job, Job) else Job(args=job)
+        self.args = spec.args
+        self.text = text
+        self.run: Optional[_winsandbox.Run] = None
+        self.failed: Optional[Outcome[Any]] = None
+        try:
+            self.run = _start(spec.args, limits=spec.limits or limits, input=spec.input, stdin=spec.stdin,
+                              cwd=spec.cwd, env=spec.env, extra_env=spec.extra_env)  # fmt: skip
+        except Exception as e:  # one failure never stops the batch
+            self.failed = _failed(spec.args, text, f"{type(e).__name__}: {e}")
+            return
+        self.run.on_done(ended)
+
+    def ready(self) -> bool:
+        return self.run is None or self.run.done
+
+    def outcome(self) -> Outcome[Any]:
+        if self.run is None:
+            assert self.failed is not None
+            return self.failed
+        try:
+            d = _wait(self.run)
+        except Exception as e:
+            return _failed(self.args, self.text, f"{type(e).__name__}: {e}")
+        return _outcome(d, self.text, None, None)
+
+
 def _run_job(job: Union[Job, Sequence[str]], limits: Optional[Limits], text: bool) -> Outcome[Any]:
-    spec = job if isinstance(job, Job) else Job(args=job)
-    try:
-        if text:
-            return run(spec.args, limits=spec.limits or limits, input=spec.input, stdin=spec.stdin, cwd=spec.cwd,
-                       env=spec.env, extra_env=spec.extra_env, text=True)  # fmt: skip
-        return run(spec.args, limits=spec.limits or limits, input=spec.input, stdin=spec.stdin, cwd=spec.cwd,
-                   env=spec.env, extra_env=spec.extra_env)  # fmt: skip
-    except Exception as e:  # one failure never stops the batch
-        return _failed(spec.args, text, f"{type(e).__name__}: {e}")
+    """One job to its end, a failure as ``SE`` (a fleet worker's task)."""
+    return _Pending(job, limits, text, lambda: None).outcome()
+
+
+def _take(ended: queue.SimpleQueue[None], block: bool) -> int:
+    """How many runs ended (tokens taken from ``ended``): at least one if
+    ``block``. On the main thread the wait wakes every 50 ms, so Ctrl-C is
+    seen; elsewhere it sleeps until a run ends."""
+    n = 0
+    main = threading.current_thread() is threading.main_thread()
+    while True:
+        try:
+            ended.get(block=block and n == 0, timeout=0.05 if main and block and n == 0 else None)
+        except queue.Empty:
+            if block and n == 0:
+                continue
+            return n
+        n += 1
 
 
 def run_many(
@@ -324,26 +364,35 @@ def run_many(
     CPU count), and yields their outcomes in submission order. A job that
     cannot even start yields an outcome with verdict ``SE`` and ``error`` set:
     one failure never stops the batch. ``limits`` applies to jobs without
-    their own. Stopping the iteration early kills what is still running."""
+    their own. Stopping the iteration early kills what is still running.
+    No thread waits for a run: the engine's driver thread carries them all."""
     n = concurrency if concurrency is not None else (os.cpu_count() or 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"invalid concurrency: {concurrency!r} (must be an int >= 1)")
     it = iter(jobs)
-    pending: deque[concurrent.futures.Future[Outcome[Any]]] = deque()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=n, thread_name_prefix="winsandbox") as pool:
-        try:
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < 2 * n:
-                    try:
-                        job = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    pending.append(pool.submit(_run_job, job, limits, text))
-                if not pending:
-                    return
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
+    ended: queue.SimpleQueue[None] = queue.SimpleQueue()
+    pending: deque[_Pending] = deque()
+    live = 0  # started and not yet seen ended
+    try:
+        exhausted = False
+        while True:
+            live -= _take(ended, block=False)
+            while not exhausted and live < n:
+                try:
+                    job = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                p = _Pending(job, limits, text, lambda: ended.put(None))
+                pending.append(p)
+                live += p.run is not None
+            if not pending:
+                return
+            if pending[0].ready():
+                yield pending.popleft().outcome()
+            else:
+                live -= _take(ended, block=True)
+    finally:
+        for p in pending:
+            if p.run is not None:
+                p.run.close()

@@ -238,6 +238,10 @@ pub struct JobCgroup {
     freezer: Option<PathBuf>,
     /// The `cgroup.procs` of each, for the child to join before exec.
     procs: Vec<CString>,
+    /// The job's total CPU, kept open: the monitor reads it at every sample
+    /// of every job (one `pread`; a cgroup file is made anew at offset 0).
+    /// `cpuacct.usage` (ns), else `cpu.stat` (its `usage_usec`).
+    cpu_total: Option<(std::fs::File, bool)>,
 }
 
 fn put(dir: &Path, file: &str, value: &str) -> bool {
@@ -297,7 +301,12 @@ impl JobCgroup {
             cpuacct: make(&p.cpuacct),
             freezer: make(&p.freezer),
             procs: Vec::new(),
+            cpu_total: None,
         };
+        let open = |d: &Option<PathBuf>, f: &str| std::fs::File::open(d.as_ref()?.join(f)).ok();
+        cg.cpu_total = open(&cg.cpuacct, "cpuacct.usage")
+            .map(|f| (f, false))
+            .or_else(|| open(&cg.unified, "cpu.stat").map(|f| (f, true)));
         cg.unified_memory &= cg.unified.is_some();
         if let Some(limit) = memory_limit {
             let v = limit.to_string();
@@ -358,6 +367,20 @@ impl JobCgroup {
             keyed(&s, "user_usec")? * 1000,
             keyed(&s, "system_usec")? * 1000,
         ))
+    }
+
+    /// The CPU of every process that ran in the job, ns, user and system
+    /// together: the cheap read, for telling whether anything ran.
+    pub fn cpu_total_ns(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let (f, stat) = self.cpu_total.as_ref()?;
+        let mut buf = [0u8; 1024];
+        let n = f.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        match stat {
+            true => keyed(text, "usage_usec").map(|u| u * 1000),
+            false => text.trim().parse().ok(),
+        }
     }
 
     /// The kernel's peak of the job's memory, bytes.

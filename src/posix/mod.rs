@@ -25,9 +25,11 @@
 mod cgroup;
 mod exec;
 mod monitor;
+mod poller;
 mod run;
 #[cfg(target_os = "linux")]
 mod spawn;
 
 pub use crate::outcome::Accounting;
+pub use poller::Poller;
 pub use run::{process_alive, Child, Killer, Running, Sandbox};

@@ -20,6 +20,12 @@ pub(crate) struct JobState {
     /// Processes of the job alive at the last sample: re-read every sample.
     pub known: Vec<i32>,
     pub cpu_ticks: u64,
+    /// The job cgroup's CPU (ns) at the last full sample, and that sample's
+    /// activity figure: while the CPU stays the same nothing of the job ran,
+    /// so no process can have grown or started, and the sample is not read
+    /// again (one file a sample for an idle job, not two per process).
+    cg_cpu_seen: Option<u64>,
+    last_activity: u64,
 }
 
 pub(crate) struct JobShared {
@@ -406,13 +412,24 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
     }
     let mut any_active = false;
     for j in due {
+        let cg_total = j.cg.as_ref().and_then(|cg| cg.cpu_total_ns());
+        if cg_total.is_some() {
+            let mut st = j.lock();
+            if st.cg_cpu_seen == cg_total {
+                let activity = st.last_activity;
+                st.run.schedule(&j.limits, activity, monitor().epoch, now);
+                any_active |= crate::decide::counts_processes(&j.limits);
+                continue;
+            }
+        }
+        let cg_cpu = j.cg.as_ref().and_then(|cg| cg.cpu_ns());
         let in_cg: Vec<ProcInfo> = j.cg.as_ref().map_or_else(Vec::new, |cg| {
             cg.members()
                 .into_iter()
                 .filter_map(|p| read_proc(p, page))
                 .collect()
         });
-        let kernel = j.cg.as_ref().map(|cg| (cg.cpu_ns(), cg.memory_peak()));
+        let kernel = j.cg.as_ref().map(|cg| (cg_cpu, cg.memory_peak()));
         let mut st = j.lock();
         let mine: Vec<&ProcInfo> = if j.cg.is_some() {
             in_cg.iter().collect()
@@ -443,6 +460,8 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
             st.run.peak_job_memory = st.run.peak_job_memory.max(peak);
         }
         let activity = cpu + st.seen.len() as u64 + job_mem;
+        st.cg_cpu_seen = cg_total;
+        st.last_activity = activity;
         let active = st.run.schedule(&j.limits, activity, monitor().epoch, now);
         any_active |= active || crate::decide::counts_processes(&j.limits);
         let s = Sample {

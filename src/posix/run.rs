@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 #[cfg(not(target_os = "linux"))]
 use super::exec::{data_backstop, nice_of, resolve};
 use super::monitor::{self, clock_ticks, JobShared};
+use super::poller::Poller;
 use crate::command::{Command, Output, Stdin};
 use crate::decide::{self, Ending, Hit, OUTPUT_LIMIT_HIT};
 use crate::engine::{self, Finish, Outputs, RunSteps};
@@ -422,6 +423,21 @@ impl Running {
         engine::wait(self, timeout)
     }
 
+    /// Hands the run's pipes and its pidfd to the driver thread's `poller`
+    /// under `key`.
+    pub fn attach(&mut self, poller: &Poller, key: usize) -> Result<()> {
+        for r in self.readers.iter().flatten() {
+            poller.add(r, false, key)?;
+        }
+        if let Some((fd, _, _)) = &self.stdin {
+            poller.add(fd, true, key)?;
+        }
+        if let Some(p) = &self.pidfd {
+            poller.add(p, false, key)?;
+        }
+        Ok(())
+    }
+
     fn outcome(&mut self) -> Outcome {
         let (status, ru, exited) = self.exit.expect("finish after exit");
         monitor::unregister(&self.job);
@@ -597,6 +613,12 @@ impl RunSteps for Running {
             }
         }
         Ok(None)
+    }
+
+    fn check(&mut self, now: Instant) -> Result<(Option<Outcome>, Option<Instant>)> {
+        // Without a pidfd the exit is looked for this often.
+        let poll_exit = self.exit.is_none() && self.pidfd.is_none();
+        Ok((None, poll_exit.then(|| now + Duration::from_millis(5))))
     }
 }
 

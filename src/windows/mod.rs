@@ -4,12 +4,14 @@ mod handle;
 mod job;
 mod monitor;
 mod pipe;
+mod poller;
 mod query;
 mod run;
 mod spawn;
 
 pub use crate::outcome::Accounting;
 pub use job::{supervisor_job, JobObject, SupervisorJob};
+pub use poller::Poller;
 pub use query::{process_alive, KILL_EXIT_CODE};
 pub use run::{Child, Killer, Running, Sandbox};
 pub use spawn::Process;

@@ -28,6 +28,7 @@ use windows::Win32::System::IO::{
 };
 
 use super::handle::{own, raw, werr, OwnedHandle};
+use super::poller::PortKey;
 use super::query::{
     basic_and_io, extended_limits, memory_of, process_ids, wine_console_host, KILL_EXIT_CODE,
 };
@@ -66,6 +67,9 @@ pub(crate) struct JobShared {
     sampled: bool,
     state: Mutex<JobState>,
     cond: Condvar,
+    /// Where a process exit is posted on, for a run the driver thread
+    /// carries (`crate::driver`): it learns of the exit from here.
+    pub driver: OnceLock<PortKey>,
 }
 
 impl JobState {
@@ -203,6 +207,7 @@ pub(crate) fn register(handle: OwnedHandle, limits: &Limits) -> Result<Arc<JobSh
         sampled: decide::needs_sampling(limits),
         state: Mutex::new(JobState::default()),
         cond: Condvar::new(),
+        driver: OnceLock::new(),
     });
     m.jobs.insert(key, shared.clone());
     wake();
@@ -344,6 +349,15 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
                     let r = &mut st.run;
                     r.peak_process_memory = r.peak_process_memory.max(c.PeakPagefileUsage as u64);
                 }
+            }
+            drop(st);
+            if let Some(d) = job.driver.get() {
+                d.post(); // the driver looks whether it was the main process
+            }
+        }
+        JobMessage::ActiveProcessZero => {
+            if let Some(d) = job.driver.get() {
+                d.post();
             }
         }
         m => {

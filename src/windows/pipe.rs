@@ -262,6 +262,11 @@ impl Reader {
         })
     }
 
+    /// The supervisor's end of the pipe.
+    pub fn handle(&self) -> &OwnedHandle {
+        &self.op.handle
+    }
+
     /// The event to wait on while a read is pending.
     pub fn event(&self) -> Option<HANDLE> {
         (self.op.pending && !self.eof).then(|| raw(&self.op.event))
@@ -325,6 +330,11 @@ impl Writer {
 
     pub fn done(&self) -> bool {
         self.op.is_none()
+    }
+
+    /// The supervisor's end of the pipe, while it is open.
+    pub fn handle(&self) -> Option<&OwnedHandle> {
+        self.op.as_ref().map(|o| &o.handle)
     }
 
     /// Starts the next write or finishes the last; closes the pipe at the end

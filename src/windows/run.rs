@@ -13,6 +13,7 @@ use super::handle::*;
 use super::job::{supervisor_job, JobObject};
 use super::monitor::{self, JobShared};
 use super::pipe::{open_file, open_inheritable, pipe, Reader, Writer};
+use super::poller::Poller;
 use super::query::{filetime, process_times, KILL_EXIT_CODE};
 use super::spawn::{spawn, Process, SpawnRequest, Stdio};
 use crate::command::{Command, Output, Stdin};
@@ -27,6 +28,9 @@ use crate::outcome::{
 /// How often a wait for a live main process looks whether a limit was crossed
 /// (which starts the grace of `decide::hard_stop`), in milliseconds.
 const HIT_CHECK_MS: u32 = 500;
+/// How often, at most, the driver thread looks at a run whose main process
+/// has not been seen to exit though no event came (`RunSteps::check`).
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// Creates the job for `limits`, deciding about UI limits and breakaway: a
 /// job nested in the supervisor's own cannot carry UI limits, so the child
@@ -228,6 +232,20 @@ impl Running {
         engine::wait(self, timeout)
     }
 
+    /// Hands the run's pipes and process exits to the driver thread's
+    /// `poller` under `key` (before any pipe operation starts: Wine posts
+    /// only operations started after the association).
+    pub fn attach(&mut self, poller: &Poller, key: usize) -> Result<()> {
+        for r in &self.readers {
+            poller.add(r.handle(), key)?;
+        }
+        if let Some(h) = self.stdin.as_ref().and_then(|w| w.handle()) {
+            poller.add(h, key)?;
+        }
+        let _ = self.job.shared.driver.set(poller.target(key));
+        Ok(())
+    }
+
     /// The main process did not end by its hard stop (`decide::hard_stop`):
     /// kills once more, and if it still runs, ends the run with `SE` saying
     /// so. None: it ended after all (its exit is handled as usual).
@@ -303,7 +321,15 @@ impl Running {
 
 impl RunSteps for Running {
     fn pump(&mut self) -> Result<()> {
-        self.pump_io()
+        self.pump_io()?;
+        if self.exit.is_none() {
+            // SAFETY: the process handle is open; a zero wait only looks.
+            let ended = unsafe { WaitForSingleObject(raw(&self.process.handle), 0) };
+            if ended == WAIT_OBJECT_0 {
+                self.on_exit()?;
+            }
+        }
+        Ok(())
     }
 
     fn drained(&self) -> bool {
@@ -319,30 +345,21 @@ impl RunSteps for Running {
     }
 
     fn wait_event(&mut self, until: Option<Instant>) -> Result<Option<Outcome>> {
+        let (end, again) = self.check(Instant::now())?;
+        if end.is_some() {
+            return Ok(end);
+        }
         let mut handles: Vec<HANDLE> = Vec::with_capacity(4);
         if self.exit.is_none() {
             handles.push(raw(&self.process.handle));
         }
         handles.extend(self.readers.iter().filter_map(|r| r.event()));
         handles.extend(self.stdin.as_ref().and_then(|w| w.event()));
+        let until = match (until, again) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let now = Instant::now();
-        let mut until = until;
-        if self.exit.is_none() {
-            if self.killed_at.is_none() {
-                let st = self.job.shared.lock();
-                self.killed_at = st.run.hit.map(|_| now).or(st.run.killed_at);
-            }
-            let killed = self
-                .killed_at
-                .map(|k| k.saturating_duration_since(self.started));
-            if let Some(stop) = decide::hard_stop(self.wall_limit, killed) {
-                let stop = self.started + stop;
-                if now >= stop {
-                    return self.stop_waiting();
-                }
-                until = Some(until.map_or(stop, |u| u.min(stop)));
-            }
-        }
         let mut ms = until.map_or(u32::MAX, |u| {
             dur_to_timeout_ms(u.saturating_duration_since(now))
         });
@@ -362,6 +379,28 @@ impl RunSteps for Running {
             self.on_exit()?;
         }
         Ok(None)
+    }
+
+    fn check(&mut self, now: Instant) -> Result<(Option<Outcome>, Option<Instant>)> {
+        if self.exit.is_some() {
+            return Ok((None, None));
+        }
+        if self.killed_at.is_none() {
+            let st = self.job.shared.lock();
+            self.killed_at = st.run.hit.map(|_| now).or(st.run.killed_at);
+        }
+        let killed = self
+            .killed_at
+            .map(|k| k.saturating_duration_since(self.started));
+        let stop = decide::hard_stop(self.wall_limit, killed).map(|s| self.started + s);
+        if stop.is_some_and(|s| now >= s) {
+            return Ok((self.stop_waiting()?, None));
+        }
+        // Looked at again by its hard stop, and at least once a second: a
+        // limit crossed starts the grace, and the kernel does not promise to
+        // deliver the exit message the driver thread waits for.
+        let again = now + LOOK_AGAIN;
+        Ok((None, Some(stop.map_or(again, |s| s.min(again)))))
     }
 }
 

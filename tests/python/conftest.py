@@ -56,6 +56,16 @@ def tmp(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def gone_soon(pid: int, within: float = 5.0) -> bool:
+    """Whether process ``pid`` is gone, waiting up to ``within`` seconds."""
+    import time
+
+    deadline = time.monotonic() + within
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
 def alive(pid: int) -> bool:
     if sys.platform == "win32":
         import ctypes

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import winsandbox
-from conftest import PY, WINE, alive, py, skip_under_wine, skip_where_wine_server_crashes
+from conftest import PY, WINE, gone_soon, py, skip_under_wine, skip_where_wine_server_crashes
 from winsandbox import DEVNULL, Limits, SandboxError, Verdict
 
 
@@ -169,10 +169,7 @@ def test_grandchild_is_killed_and_not_waited_for() -> None:
     assert o.verdict is Verdict.OK
     assert time.monotonic() - t < 40  # not waited for: the grandchild sleeps 60 s
     pid = int(o.stdout.split()[0])
-    deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid)
+    assert gone_soon(pid)
 
 
 def test_missing_program_is_file_not_found() -> None:
@@ -245,10 +242,7 @@ def test_ctrl_c_raises_and_leaves_nothing_running(tmp_path: Path) -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     pid = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid)
+    assert gone_soon(pid)
 
 
 def test_cpu_time_gives_tle() -> None:

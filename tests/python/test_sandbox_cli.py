@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import winsandbox
-from conftest import PY, WINE, alive, py
+from conftest import PY, WINE, alive, gone_soon, py
 from winsandbox import Limits, Sandbox
 
 KILLED_CODE = 0xE0575342  # "WSBK": the exit code of a process the sandbox ends on Windows
@@ -101,10 +101,7 @@ def test_closing_the_sandbox_kills_everything(tmp_path: Path) -> None:
     assert alive(pid)
     sb.close()
     sb.close()  # idempotent
-    deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid)
+    assert gone_soon(pid)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
