@@ -140,6 +140,39 @@ fn memory_hog_gives_mle() {
 }
 
 #[test]
+fn a_short_memory_peak_gives_mle_every_time() {
+    // 80 MiB touched, then freed, and the program ends soon after: a peak
+    // shorter than the monitor's sampling. The kernel stops it (Windows; Linux, one
+    // process in a memory cgroup); under Wine, which enforces no memory
+    // limit, the process's high-water marks read at its exit tell.
+    let l = Limits {
+        memory: Some(64 << 20),
+        processes: Some(1),
+        ..Default::default()
+    };
+    for i in 0..5 {
+        let o = winsandbox::run(&with_limits(&["peak", "80", "0.1"], l.clone())).unwrap();
+        assert_eq!(
+            (o.verdict(), o.limit),
+            (Verdict::Mle, Some("memory")),
+            "run {i}: {o:?}"
+        );
+        assert!(
+            o.peak_memory > 64 << 20 || o.exit_code != Some(0),
+            "run {i}: {o:?}"
+        );
+    }
+    // No false alarm: a small program under a small limit.
+    let small = Limits {
+        memory: Some(32 << 20),
+        processes: Some(1),
+        ..Default::default()
+    };
+    let o = winsandbox::run(&with_limits(&["peak", "4", "0.1"], small)).unwrap();
+    assert_eq!(o.verdict(), Verdict::Ok, "{o:?}");
+}
+
+#[test]
 fn job_memory_counts_the_whole_tree() {
     let l = Limits {
         job_memory: Some(64 << 20),

@@ -30,7 +30,8 @@ use windows::Win32::System::IO::{
 use super::handle::{own, raw, werr, OwnedHandle};
 use super::poller::PortKey;
 use super::query::{
-    basic_and_io, extended_limits, memory_of, process_ids, wine_console_host, KILL_EXIT_CODE,
+    basic_and_io, extended_limits, memory_high_water, memory_of, process_ids, wine_console_host,
+    KILL_EXIT_CODE,
 };
 use crate::decide::{self, check_sample, Hit, JobMessage, Sample};
 use crate::engine::{self, Registry, RunState};
@@ -124,13 +125,27 @@ impl JobShared {
         self.lock().run.hit
     }
 
-    /// Folds a process's final memory counters into the job's peaks.
-    pub fn note_memory(&self, process: &OwnedHandle) {
+    /// Folds the main process's final memory counters into the job's
+    /// peaks, read at its exit; a memory limit they show crossed between two
+    /// samples (a short peak, where the kernel enforces no limit: Wine) is
+    /// that limit's hit.
+    pub fn note_exit_memory(&self, process: &OwnedHandle) {
         if let Some(c) = memory_of(process) {
+            let peak = memory_high_water(&c);
             let mut st = self.lock();
             let r = &mut st.run;
-            r.peak_process_memory = r.peak_process_memory.max(c.PeakPagefileUsage as u64);
-            r.peak_job_memory = r.peak_job_memory.max(c.PeakPagefileUsage as u64);
+            r.peak_process_memory = r.peak_process_memory.max(peak);
+            r.peak_job_memory = r.peak_job_memory.max(peak);
+        }
+        let (process, job) = {
+            let st = self.lock();
+            (st.run.peak_process_memory, st.run.peak_job_memory)
+        };
+        let l = &self.limits;
+        if l.memory.is_some_and(|m| process > m) {
+            self.fire(Hit::monitor(Verdict::Mle, "memory"));
+        } else if l.job_memory.is_some_and(|m| job > m) {
+            self.fire(Hit::monitor(Verdict::Mle, "job_memory"));
         }
     }
 }
@@ -347,7 +362,7 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
             if let Some(h) = st.tracked.remove(&pid) {
                 if let Some(c) = memory_of(&h) {
                     let r = &mut st.run;
-                    r.peak_process_memory = r.peak_process_memory.max(c.PeakPagefileUsage as u64);
+                    r.peak_process_memory = r.peak_process_memory.max(memory_high_water(&c));
                 }
             }
             drop(st);
@@ -401,9 +416,7 @@ fn sample(job: &JobShared, now: Instant) {
     let mut job_now = 0u64;
     for p in st.tracked.values() {
         if let Some(c) = memory_of(p) {
-            process_peak = process_peak
-                .max(c.PeakPagefileUsage as u64)
-                .max(c.PagefileUsage as u64);
+            process_peak = process_peak.max(memory_high_water(&c));
             job_now += c.PagefileUsage as u64;
         }
     }

@@ -305,6 +305,27 @@ pub(crate) fn memory_of(process: &OwnedHandle) -> Option<PROCESS_MEMORY_COUNTERS
     Some(c)
 }
 
+/// The most memory a process is known to have held (its counters read now,
+/// while it runs): its peak commit. Wine keeps no peak of commit (its
+/// `PeakPagefileUsage` follows the current figure down) and gives zeros
+/// once the process is gone, but it keeps the peak of the working set
+/// (Linux's VmHWM), which also holds the shared pages of the process's
+/// images (about 35 MB for any Wine process): there the peak is also the
+/// working set's peak less what of the working set is not commit now.
+pub(crate) fn memory_high_water(c: &PROCESS_MEMORY_COUNTERS) -> u64 {
+    let commit = (c.PeakPagefileUsage as u64).max(c.PagefileUsage as u64);
+    if !under_wine() {
+        return commit;
+    }
+    let shared_now = (c.WorkingSetSize as u64).saturating_sub(c.PagefileUsage as u64);
+    commit.max((c.PeakWorkingSetSize as u64).saturating_sub(shared_now))
+}
+
+fn under_wine() -> bool {
+    static WINE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WINE.get_or_init(|| super::wine_version().is_some())
+}
+
 /// The job's extended limits, with the memory peaks the kernel keeps.
 pub(crate) fn extended_limits(job: HANDLE) -> Result<JOBOBJECT_EXTENDED_LIMIT_INFORMATION> {
     query_info(Some(job), JobObjectExtendedLimitInformation).map_err(|e| {

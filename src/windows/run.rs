@@ -218,7 +218,7 @@ impl Running {
         self.exit = Some((code, wall));
         self.exit_seen = Some(now);
         // The main process's own peak, also where the job reports none (Wine).
-        self.job.shared.note_memory(&self.process.handle);
+        self.job.shared.note_exit_memory(&self.process.handle);
         // Every kernel message queued before now is handled before the verdict.
         monitor::flush(&self.job.shared, Duration::from_secs(1));
         // Whatever the main process left running goes now.

@@ -226,6 +226,16 @@ fn main() {
             std::thread::sleep(Duration::from_secs_f64(hold));
             std::hint::black_box(&blocks);
         }
+        "peak" => {
+            // MiB touched, then freed; the program goes on for SECS.
+            let mib: usize = arg(&a, 1, "MiB");
+            let mut v: Vec<u8> = vec![1; mib << 20];
+            std::hint::black_box(&mut v);
+            drop(v);
+            println!("touched and freed {mib} MiB");
+            out.flush().unwrap();
+            std::thread::sleep(Duration::from_secs_f64(arg(&a, 2, "seconds")));
+        }
         "fork-bomb" => bomb("fork-bomb", &a),
         "tree" => {
             // N children that sleep SECS, their pids on stdout; then sleeps as long.
