@@ -1,13 +1,16 @@
-//! `winsandbox run [OPTIONS] -- PROGRAM [ARGS...]`: the one implementation
-//! behind the Windows executable and `python -m winsandbox`.
+//! `winsandbox run [OPTIONS] -- PROGRAM [ARGS...]` and `winsandbox
+//! interactive`: the one implementation behind the Windows executable and
+//! `python -m winsandbox`.
 //!
 //! Exit status: 0 when the verdict is OK, 1 for any other verdict, 2 for a
-//! usage error, 3 when the sandbox itself failed (SE).
+//! usage error, 3 when the sandbox itself failed (SE) or, interactive, the
+//! judge did (JF).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use crate::command::{Command, Output, Stdin};
+use crate::interactive::{Interaction, Interactive};
 use crate::limits::{parse_duration, parse_size, Priority};
 use crate::outcome::{Outcome, Verdict};
 
@@ -35,13 +38,30 @@ stdio and environment:
   --env NAME=VALUE       set a variable (repeatable); --clean-env starts empty
 output:
   --json                 print the outcome as one JSON object
+
+usage: winsandbox interactive [OPTIONS] --interactor PROGRAM [--] SOLUTION [ARGS...]
+
+Runs SOLUTION and the interactor, each in its own sandbox, the solution's
+stdout piped to the interactor's stdin and the interactor's stdout to the
+solution's stdin; the verdict follows the interactor's exit code (testlib:
+0 OK, 1 WA, 2 PE, 3 JF) after a limit the solution crossed. The options above
+apply to the solution (but --stdin and --stdout); and:
+  --interactor PROGRAM   the interactor
+  --interactor-arg ARG   one argument of the interactor (repeatable, in order)
+  --interactor-OPTION V  a limit, --interactor-cwd or --interactor-stderr of the interactor
+                         (--interactor-wall-time 10, --interactor-memory 256M ...)
+  --codes CODE=VERDICT,...  the interactor's exit codes (default 0=OK,1=WA,2=PE,3=JF)
+  --json                 {\"verdict\": ..., \"solution\": {...}, \"interactor\": {...}}
 ";
 
 /// What `parse` makes of the command line.
 #[derive(Debug)]
 pub struct Invocation {
+    /// The program (interactive: the solution).
     pub command: Command,
     pub json: bool,
+    /// `interactive`: the interactor, and how its exit codes read.
+    pub interactor: Option<(Command, Vec<(i64, Verdict)>)>,
 }
 
 fn need<'a>(it: &mut impl Iterator<Item = &'a String>, opt: &str) -> Result<&'a String, String> {
@@ -63,15 +83,82 @@ fn count(field: &'static str, v: &str) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("invalid {field}: {v} is too large"))
 }
 
-/// Parses the arguments after the program name (`run ...`).
+/// Applies one option (`--name`, its value from `val` when it takes one)
+/// to `cmd`; `Ok(false)` when it is no option of a command.
+fn apply(
+    cmd: &mut Command,
+    opt: &str,
+    val: &mut dyn FnMut() -> Result<String, String>,
+) -> Result<bool, String> {
+    let l = &mut cmd.limits;
+    let e = |e: crate::error::Error| e.to_string();
+    match opt {
+        "--memory" => l.memory = Some(parse_size("memory", &val()?).map_err(e)?),
+        "--job-memory" => l.job_memory = Some(parse_size("job_memory", &val()?).map_err(e)?),
+        "--cpu-time" => l.cpu_time = Some(parse_duration("cpu_time", &val()?).map_err(e)?),
+        "--wall-time" => l.wall_time = Some(parse_duration("wall_time", &val()?).map_err(e)?),
+        "--processes" => l.processes = Some(count("processes", &val()?)?),
+        "--total-processes" => l.total_processes = Some(count("total_processes", &val()?)?),
+        "--output-limit" => l.output_limit = Some(parse_size("output_limit", &val()?).map_err(e)?),
+        "--cpu-rate" => l.cpu_rate = Some(count("cpu_rate", &val()?)?),
+        "--affinity" => l.affinity = Some(number("affinity", &val()?)?),
+        "--priority" => l.priority = Some(Priority::parse(&val()?).map_err(e)?),
+        "--io-rate" => l.io_rate = Some(parse_size("io_rate", &val()?).map_err(e)?),
+        "--no-ui-restrictions" => l.ui_restrictions = false,
+        "--stdin" => cmd.stdin = Stdin::File(PathBuf::from(val()?)),
+        "--stdout" => cmd.stdout = Output::File(PathBuf::from(val()?)),
+        "--stderr" => cmd.stderr = Output::File(PathBuf::from(val()?)),
+        "--cwd" => cmd.cwd = Some(PathBuf::from(val()?)),
+        "--env" => {
+            let v = val()?;
+            let (k, x) = v
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty() && !k.contains('\0'))
+                .ok_or_else(|| format!("--env takes NAME=VALUE, not {v:?}"))?;
+            cmd.env.changes.push((k.to_string(), Some(x.to_string())));
+        }
+        "--clean-env" => cmd.env.inherit = false,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `--codes 0=OK,1=WA,...`.
+fn codes(v: &str) -> Result<Vec<(i64, Verdict)>, String> {
+    v.split(',')
+        .map(|pair| {
+            let (c, name) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--codes takes CODE=VERDICT,..., not {v:?}"))?;
+            let code = c
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("invalid --codes: {c:?} is not an exit code"))?;
+            let verdict = Verdict::ALL
+                .into_iter()
+                .find(|x| x.as_str() == name.trim())
+                .ok_or_else(|| format!("invalid --codes: {name:?} is no verdict"))?;
+            Ok((code, verdict))
+        })
+        .collect()
+}
+
+/// Parses the arguments after the program name (`run ...`, `interactive ...`).
 pub fn parse(args: &[String]) -> Result<Invocation, String> {
     let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        Some("run") => {}
+    let interactive = match it.next().map(String::as_str) {
+        Some("run") => false,
+        Some("interactive") => true,
         Some("-h" | "--help") | None => return Err(String::new()),
-        Some(other) => return Err(format!("unknown command {other:?}: the command is `run`")),
-    }
+        Some(other) => {
+            return Err(format!(
+                "unknown command {other:?}: the commands are `run` and `interactive`"
+            ))
+        }
+    };
     let mut cmd = Command::new("");
+    let mut int = Command::new("");
+    let mut table = crate::decide::TESTLIB_CODES.to_vec();
     let mut json = false;
     let mut program: Option<String> = None;
     while let Some(a) = it.next() {
@@ -90,49 +177,42 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
             Some((o, v)) => (o, Some(v.to_string())),
             None => (a.as_str(), None),
         };
-        let mut val = |opt: &str| -> Result<String, String> {
+        let mut val = || -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
                 None => need(&mut it, opt).cloned(),
             }
         };
-        let l = &mut cmd.limits;
-        let e = |e: crate::error::Error| e.to_string();
+        let flag = matches!(opt, "--no-ui-restrictions" | "--clean-env" | "--json");
+        let interactor_opt = opt.strip_prefix("--interactor-").map(|o| format!("--{o}"));
         match opt {
-            "--memory" => l.memory = Some(parse_size("memory", &val(opt)?).map_err(e)?),
-            "--job-memory" => l.job_memory = Some(parse_size("job_memory", &val(opt)?).map_err(e)?),
-            "--cpu-time" => l.cpu_time = Some(parse_duration("cpu_time", &val(opt)?).map_err(e)?),
-            "--wall-time" => {
-                l.wall_time = Some(parse_duration("wall_time", &val(opt)?).map_err(e)?)
-            }
-            "--processes" => l.processes = Some(count("processes", &val(opt)?)?),
-            "--total-processes" => l.total_processes = Some(count("total_processes", &val(opt)?)?),
-            "--output-limit" => {
-                l.output_limit = Some(parse_size("output_limit", &val(opt)?).map_err(e)?)
-            }
-            "--cpu-rate" => l.cpu_rate = Some(count("cpu_rate", &val(opt)?)?),
-            "--affinity" => l.affinity = Some(number("affinity", &val(opt)?)?),
-            "--priority" => l.priority = Some(Priority::parse(&val(opt)?).map_err(e)?),
-            "--io-rate" => l.io_rate = Some(parse_size("io_rate", &val(opt)?).map_err(e)?),
-            "--no-ui-restrictions" => l.ui_restrictions = false,
-            "--stdin" => cmd.stdin = Stdin::File(PathBuf::from(val(opt)?)),
-            "--stdout" => cmd.stdout = Output::File(PathBuf::from(val(opt)?)),
-            "--stderr" => cmd.stderr = Output::File(PathBuf::from(val(opt)?)),
-            "--cwd" => cmd.cwd = Some(PathBuf::from(val(opt)?)),
-            "--env" => {
-                let v = val(opt)?;
-                let (k, x) = v
-                    .split_once('=')
-                    .filter(|(k, _)| !k.is_empty() && !k.contains('\0'))
-                    .ok_or_else(|| format!("--env takes NAME=VALUE, not {v:?}"))?;
-                cmd.env.changes.push((k.to_string(), Some(x.to_string())));
-            }
-            "--clean-env" => cmd.env.inherit = false,
             "--json" => json = true,
             "--help" => return Err(String::new()),
-            _ => return Err(format!("unknown option {opt:?}")),
+            "--interactor" if interactive => int.program = val()?,
+            "--interactor-arg" if interactive => int.args.push(val()?),
+            "--codes" if interactive => table = codes(&val()?)?,
+            "--stdin" | "--stdout" if interactive => {
+                return Err(format!(
+                    "{opt} is not for an interactive run: the pipes are its stdin and stdout"
+                ))
+            }
+            _ if interactive && interactor_opt.is_some() => {
+                let o = interactor_opt.expect("checked");
+                if matches!(
+                    o.as_str(),
+                    "--stdin" | "--stdout" | "--env" | "--clean-env" | "--json"
+                ) || !apply(&mut int, &o, &mut val)?
+                {
+                    return Err(format!("unknown option {opt:?}"));
+                }
+            }
+            _ => {
+                if !apply(&mut cmd, opt, &mut val)? {
+                    return Err(format!("unknown option {opt:?}"));
+                }
+            }
         }
-        if inline.is_some() && matches!(opt, "--no-ui-restrictions" | "--clean-env" | "--json") {
+        if inline.is_some() && flag {
             return Err(format!("{opt} takes no value"));
         }
     }
@@ -143,7 +223,23 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
     cmd.program = program;
     cmd.args = it.cloned().collect();
     cmd.limits.validate().map_err(|e| e.to_string())?;
-    Ok(Invocation { command: cmd, json })
+    let interactor = if interactive {
+        if int.program.is_empty() {
+            return Err("no --interactor given".into());
+        }
+        int.env = cmd.env.clone();
+        int.limits
+            .validate()
+            .map_err(|e| format!("interactor: {e}"))?;
+        Some((int, table))
+    } else {
+        None
+    };
+    Ok(Invocation {
+        command: cmd,
+        json,
+        interactor,
+    })
 }
 
 fn human(o: &Outcome) -> String {
@@ -209,6 +305,83 @@ fn run_until(cmd: &Command, stop: &mut dyn FnMut() -> bool) -> crate::Result<Opt
     }
 }
 
+/// An interactive run, asking `stop` every `STOP_POLL` (see `run_until`).
+fn interact_until(
+    solution: &Command,
+    interactor: &Command,
+    codes: &[(i64, Verdict)],
+    stop: &mut dyn FnMut() -> bool,
+) -> crate::Result<Option<Interaction>> {
+    let r = Interactive::start(solution, interactor, codes)?;
+    loop {
+        if let Some(x) = r.wait(Some(STOP_POLL)) {
+            return x.map(Some);
+        }
+        if stop() {
+            r.kill();
+            let _ = r.wait(None); // both trees end at once
+            return Ok(None);
+        }
+    }
+}
+
+/// The exit status for a verdict.
+fn status_of(v: Verdict) -> i32 {
+    match v {
+        Verdict::Ok => 0,
+        Verdict::Se | Verdict::Jf => 3,
+        _ => 1,
+    }
+}
+
+/// The CLI's interactive run: both outcomes, as text on stderr or as JSON.
+fn interactive_main(
+    inv: &Invocation,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    stop: &mut dyn FnMut() -> bool,
+) -> i32 {
+    let (int, codes) = inv.interactor.as_ref().expect("an interactive invocation");
+    match interact_until(&inv.command, int, codes, stop) {
+        Ok(None) => {
+            let _ = writeln!(
+                err,
+                "winsandbox: interrupted; both programs and their trees were killed"
+            );
+            130
+        }
+        Ok(Some(x)) => {
+            if inv.json {
+                let _ = writeln!(
+                    out,
+                    "{{\"verdict\": \"{}\", \"solution\": {}, \"interactor\": {}}}",
+                    x.verdict.as_str(),
+                    x.solution.to_json(true),
+                    x.interactor.to_json(true)
+                );
+            } else {
+                for (name, o) in [("solution", &x.solution), ("interactor", &x.interactor)] {
+                    let _ = err.write_all(&o.stderr);
+                    let _ = writeln!(err, "--- {name}\n{}", human(o));
+                }
+                let _ = writeln!(err, "--- verdict: {}", x.verdict.as_str());
+            }
+            status_of(x.verdict)
+        }
+        Err(e) => {
+            if inv.json {
+                let _ = writeln!(
+                    out,
+                    "{{\"verdict\": \"SE\", \"error\": {}}}",
+                    crate::outcome::json_str(&e.to_string())
+                );
+            }
+            let _ = writeln!(err, "winsandbox: {e}");
+            3
+        }
+    }
+}
+
 /// `main_with`, ending the run (the whole tree) and returning 130 as soon as
 /// `stop` says so: `python -m winsandbox` passes a check for Ctrl-C and
 /// SIGTERM.
@@ -229,6 +402,9 @@ pub fn main_until(
             return 2;
         }
     };
+    if inv.interactor.is_some() {
+        return interactive_main(&inv, out, err, stop);
+    }
     let captured = matches!(inv.command.stdout, Output::Capture)
         || matches!(inv.command.stderr, Output::Capture);
     match run_until(&inv.command, stop) {
@@ -247,11 +423,7 @@ pub fn main_until(
                 let _ = err.write_all(&o.stderr);
                 let _ = writeln!(err, "{}", human(&o));
             }
-            match o.verdict() {
-                Verdict::Ok => 0,
-                Verdict::Se => 3,
-                _ => 1,
-            }
+            status_of(o.verdict())
         }
         Err(e) => {
             if inv.json {
@@ -351,5 +523,93 @@ mod tests {
         );
         assert_eq!(code, 2);
         assert!(String::from_utf8_lossy(&err).contains("wall_time"));
+    }
+
+    #[test]
+    fn interactive_command_line() {
+        let i = p(&[
+            "interactive",
+            "--wall-time",
+            "2",
+            "--interactor",
+            "inter",
+            "--interactor-arg",
+            "in.txt",
+            "--interactor-arg=out.txt",
+            "--interactor-wall-time",
+            "10",
+            "--interactor-memory=256M",
+            "--interactor-cwd",
+            "judge",
+            "--codes",
+            "0=OK,1=WA,7=PE",
+            "--json",
+            "--",
+            "sol",
+            "--x",
+        ])
+        .unwrap();
+        assert_eq!(
+            (i.command.program.as_str(), i.command.args.as_slice()),
+            ("sol", &["--x".to_string()][..])
+        );
+        assert_eq!(i.command.limits.wall_time, Some(Duration::from_secs(2)));
+        let (int, codes) = i.interactor.unwrap();
+        assert_eq!(int.program, "inter");
+        assert_eq!(int.args, ["in.txt", "out.txt"]);
+        assert_eq!(int.limits.wall_time, Some(Duration::from_secs(10)));
+        assert_eq!(int.limits.memory, Some(256 << 20));
+        assert_eq!(int.cwd.as_deref(), Some(std::path::Path::new("judge")));
+        assert_eq!(
+            codes,
+            vec![(0, Verdict::Ok), (1, Verdict::Wa), (7, Verdict::Pe)]
+        );
+        assert!(
+            p(&["run", "--interactor", "x", "sol"]).is_err(),
+            "run has no interactor"
+        );
+        for (args, says) in [
+            (&["interactive", "sol"][..], "--interactor"),
+            (
+                &["interactive", "--interactor", "i", "--stdin", "f", "sol"][..],
+                "--stdin",
+            ),
+            (
+                &[
+                    "interactive",
+                    "--interactor",
+                    "i",
+                    "--interactor-stdout",
+                    "f",
+                    "sol",
+                ][..],
+                "--interactor-stdout",
+            ),
+            (
+                &[
+                    "interactive",
+                    "--interactor",
+                    "i",
+                    "--codes",
+                    "0=GOOD",
+                    "sol",
+                ][..],
+                "GOOD",
+            ),
+            (
+                &[
+                    "interactive",
+                    "--interactor",
+                    "i",
+                    "--interactor-wall-time",
+                    "-1",
+                    "sol",
+                ][..],
+                "wall_time",
+            ),
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
     }
 }

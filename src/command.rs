@@ -1,6 +1,7 @@
 //! What to run: the platform-neutral request both backends take.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::cmdline::EnvSpec;
 use crate::limits::Limits;
@@ -15,6 +16,9 @@ pub enum Stdin {
     Bytes(Vec<u8>),
     /// This file, opened for reading.
     File(PathBuf),
+    /// The read end of a pipe another sandboxed program writes (an
+    /// interactive run, `crate::interactive`).
+    Pipe(PipeEnd),
 }
 
 /// Where stdout or stderr goes. Output is always read through a pipe by the
@@ -28,6 +32,47 @@ pub enum Output {
     File(PathBuf),
     /// Read and dropped.
     Discard,
+    /// The write end of a pipe another sandboxed program reads (an
+    /// interactive run): the supervisor reads none of it, and the output
+    /// limit does not count it.
+    Pipe(PipeEnd),
+}
+
+/// One end of a pipe between two sandboxed programs, for the one run that
+/// uses it: taken at that run's start (a second start with it is an error),
+/// and closed in the supervisor once that program holds it, so each side
+/// sees the end of the pipe when the other program ends.
+#[derive(Clone)]
+pub struct PipeEnd(Arc<Mutex<Option<crate::backend::PipeHandle>>>);
+
+impl PipeEnd {
+    /// Takes the handle; `what` names the use for the error once taken.
+    pub fn take(&self, what: &'static str) -> crate::Result<crate::backend::PipeHandle> {
+        crate::engine::lock(&self.0)
+            .take()
+            .ok_or_else(|| crate::Error::invalid(what, "this pipe end was given to a run already"))
+    }
+}
+
+impl PartialEq for PipeEnd {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PipeEnd {}
+
+impl std::fmt::Debug for PipeEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PipeEnd")
+    }
+}
+
+/// A pipe for two sandboxed programs: (read end, write end).
+pub fn pipe() -> crate::Result<(PipeEnd, PipeEnd)> {
+    let (r, w) = crate::backend::child_pipe()?;
+    let end = |h| PipeEnd(Arc::new(Mutex::new(Some(h))));
+    Ok((end(r), end(w)))
 }
 
 /// How the child is put into its job (Windows).

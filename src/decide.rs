@@ -271,6 +271,72 @@ pub fn judge(e: &Ending) -> Judgement {
     }
 }
 
+/// How an interactor's exit code reads, by default (testlib's convention):
+/// 0 accepted, 1 wrong answer, 2 presentation error, 3 judge failure. A
+/// caller may give another mapping.
+pub const TESTLIB_CODES: [(i64, Verdict); 4] = [
+    (0, Verdict::Ok),
+    (1, Verdict::Wa),
+    (2, Verdict::Pe),
+    (3, Verdict::Jf),
+];
+
+/// How long one side of an interactive run may go on once the other has
+/// ended by itself (the solution exited, or the interactor gave its
+/// verdict): it sees its pipes end and should end too; then it is ended.
+pub const PARTNER_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether a single run's verdict is a limit crossed.
+pub fn is_limit(v: Verdict) -> bool {
+    matches!(
+        v,
+        Verdict::Tle | Verdict::Wle | Verdict::Mle | Verdict::Ole | Verdict::Ple
+    )
+}
+
+/// The interactor's own verdict: by its exit code where it ended by itself
+/// (OK or RE) with a code `codes` maps; otherwise none (it crossed a limit,
+/// crashed, was killed, or the sandbox failed: a judge failure).
+pub fn interactor_verdict(
+    v: Verdict,
+    exit_code: Option<i64>,
+    codes: &[(i64, Verdict)],
+) -> Option<Verdict> {
+    if !matches!(v, Verdict::Ok | Verdict::Re) {
+        return None;
+    }
+    let code = exit_code?;
+    codes.iter().find(|(c, _)| *c == code).map(|(_, v)| *v)
+}
+
+/// The verdict of an interactive run, from the solution's verdict, the
+/// interactor's (`interactor_verdict`), and whether the solution was ended
+/// because it outlived the interactor by [`PARTNER_GRACE`]:
+/// 1. a limit the solution crossed wins;
+/// 2. then a judge failure (`JF`): the interactor has no verdict of its own,
+///    or says so;
+/// 3. where the interactor accepted: `WLE` for a solution that did not end
+///    after the interaction (it sat idle), the solution's `RE` (or `SE`)
+///    where it failed, else `OK`;
+/// 4. else the interactor's verdict: a solution that crashed or stopped
+///    early is judged as the interactor saw it (testlib: `PE`, "unexpected
+///    end of file"), the order of the two ends not mattering.
+pub fn judge_interactive(
+    solution: Verdict,
+    interactor: Option<Verdict>,
+    solution_outlived: bool,
+) -> Verdict {
+    if is_limit(solution) {
+        return solution;
+    }
+    match interactor {
+        None | Some(Verdict::Jf) => Verdict::Jf,
+        Some(Verdict::Ok) if solution_outlived => Verdict::Wle,
+        Some(Verdict::Ok) => solution,
+        Some(x) => x,
+    }
+}
+
 /// How long output is still read after the main process exited and the rest
 /// of the job was killed (a handle or descriptor passed out of the job could
 /// hold a pipe open).
@@ -304,6 +370,37 @@ pub fn dur_to_timeout_ms(d: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interactive_verdicts_follow_the_documented_rules() {
+        use Verdict::*;
+        let codes = &TESTLIB_CODES;
+        assert_eq!(interactor_verdict(Ok, Some(0), codes), Some(Ok));
+        assert_eq!(interactor_verdict(Re, Some(1), codes), Some(Wa));
+        assert_eq!(interactor_verdict(Re, Some(2), codes), Some(Pe));
+        assert_eq!(interactor_verdict(Re, Some(3), codes), Some(Jf));
+        assert_eq!(interactor_verdict(Re, Some(7), codes), None); // no such code
+        assert_eq!(interactor_verdict(Re, Some(-11), codes), None); // crashed
+        assert_eq!(interactor_verdict(Wle, Some(1), codes), None); // its own limit
+        assert_eq!(interactor_verdict(Se, None, codes), None);
+        assert_eq!(interactor_verdict(Re, Some(5), &[(5, Ok)]), Some(Ok)); // the caller's map
+                                                                           // 1. the solution's limit wins, whatever the interactor says
+        assert_eq!(judge_interactive(Tle, Some(Ok), false), Tle);
+        assert_eq!(judge_interactive(Ole, None, false), Ole);
+        // 2. an interactor without a verdict: judge failure
+        assert_eq!(judge_interactive(Ok, None, false), Jf);
+        assert_eq!(judge_interactive(Se, None, false), Jf);
+        assert_eq!(judge_interactive(Re, Some(Jf), false), Jf);
+        // 3. an accepting interactor
+        assert_eq!(judge_interactive(Se, Some(Ok), true), Wle);
+        assert_eq!(judge_interactive(Re, Some(Ok), false), Re);
+        assert_eq!(judge_interactive(Ok, Some(Ok), false), Ok);
+        // 4. else the interactor's verdict
+        assert_eq!(judge_interactive(Se, Some(Pe), true), Pe);
+        assert_eq!(judge_interactive(Re, Some(Wa), false), Wa);
+        assert_eq!(judge_interactive(Re, Some(Pe), false), Pe);
+        assert_eq!(judge_interactive(Ok, Some(Wa), false), Wa);
+    }
 
     #[test]
     fn a_run_stops_waiting_by_its_wall_limit_or_after_a_kill_plus_the_grace() {

@@ -95,6 +95,8 @@ struct Driver {
     poller: Poller,
     /// Runs handed over and not yet taken up by the thread.
     incoming: Mutex<Vec<(Running, Arc<Done>)>>,
+    /// What to call at a time ([`at`]), not yet taken up by the thread.
+    timers: Mutex<Vec<(Instant, Notify)>>,
 }
 
 /// How often, at most, the thread looks at a run that asked to be looked at
@@ -116,6 +118,7 @@ fn driver() -> Result<Arc<Driver>> {
     let d = Arc::new(Driver {
         poller: Poller::new()?,
         incoming: Mutex::new(Vec::new()),
+        timers: Mutex::new(Vec::new()),
     });
     let t = d.clone();
     std::thread::Builder::new()
@@ -137,6 +140,14 @@ pub fn drive(run: Running) -> Result<Arc<Done>> {
     Ok(done)
 }
 
+/// Calls `f` on the driver thread at `when` (or just after).
+pub fn at(when: Instant, f: Notify) -> Result<()> {
+    let d = driver()?;
+    engine::lock(&d.timers).push((when, f));
+    d.poller.wake();
+    Ok(())
+}
+
 struct Entry {
     run: Running,
     done: Arc<Done>,
@@ -149,13 +160,19 @@ fn run_thread(d: &Driver) {
     let mut runs: HashMap<usize, Entry> = HashMap::new();
     let mut next_key = 1usize; // 0 wakes the thread
     let mut fired = Vec::new();
+    let mut timers: Vec<(Instant, Notify)> = Vec::new();
     loop {
-        let until = runs.values().filter_map(|e| e.check_at).min();
+        let until = runs
+            .values()
+            .filter_map(|e| e.check_at)
+            .chain(timers.iter().map(|(t, _)| *t))
+            .min();
         fired.clear();
         if d.poller.wait(until, &mut fired).is_err() {
             std::thread::sleep(Duration::from_millis(10)); // and look at every run
             fired.extend(runs.keys().copied());
         }
+        timers.append(&mut engine::lock(&d.timers));
         let incoming = std::mem::take(&mut *engine::lock(&d.incoming));
         for (mut run, done) in incoming {
             let key = next_key;
@@ -198,6 +215,12 @@ fn run_thread(d: &Driver) {
                 drop(e.run); // its handles go before anyone is told
                 e.done.set(result);
             }
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = timers.into_iter().partition(|(t, _)| *t <= now);
+        timers = later;
+        for (_, f) in due {
+            f();
         }
     }
 }

@@ -43,7 +43,7 @@ impl Outputs {
         let sink = |o: &Output| -> Result<Sink> {
             Ok(match o {
                 Output::Capture => Sink::Memory(Vec::new()),
-                Output::Discard => Sink::Discard,
+                Output::Discard | Output::Pipe(_) => Sink::Discard,
                 Output::File(p) => Sink::File(create(p)?, p.clone()),
             })
         };

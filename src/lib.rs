@@ -12,6 +12,7 @@ pub mod decide;
 pub mod driver;
 pub mod engine;
 pub mod error;
+pub mod interactive;
 pub mod jobplan;
 pub mod limits;
 pub mod outcome;

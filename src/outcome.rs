@@ -22,10 +22,17 @@ pub enum Verdict {
     Ple,
     /// The sandbox itself failed.
     Se,
+    /// Wrong answer: an interactive run's interactor (or a checker) said so.
+    /// A single run never gives it, nor `Pe` and `Jf`.
+    Wa,
+    /// Presentation error: the interactor said so.
+    Pe,
+    /// Judge failure: the interactor failed, or said so.
+    Jf,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 8] = [
+    pub const ALL: [Verdict; 11] = [
         Verdict::Ok,
         Verdict::Re,
         Verdict::Tle,
@@ -34,6 +41,9 @@ impl Verdict {
         Verdict::Ole,
         Verdict::Ple,
         Verdict::Se,
+        Verdict::Wa,
+        Verdict::Pe,
+        Verdict::Jf,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +56,9 @@ impl Verdict {
             Verdict::Ole => "OLE",
             Verdict::Ple => "PLE",
             Verdict::Se => "SE",
+            Verdict::Wa => "WA",
+            Verdict::Pe => "PE",
+            Verdict::Jf => "JF",
         }
     }
 }
@@ -366,6 +379,6 @@ mod tests {
     #[test]
     fn default_verdict_is_se() {
         assert_eq!(Outcome::default().verdict(), Verdict::Se);
-        assert_eq!(Verdict::ALL.len(), 8);
+        assert_eq!(Verdict::ALL.len(), 11);
     }
 }

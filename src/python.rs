@@ -15,10 +15,11 @@ use crate::cmdline::EnvSpec;
 use crate::command::{Command, Output, SpawnPath, Stdin};
 use crate::driver::{self, Done};
 use crate::error::Error;
+use crate::interactive::Interactive;
 use crate::limits::{
     duration_from_secs, parse_duration, parse_size, Kind, Limits, Priority, Value, FIELDS,
 };
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Verdict};
 
 /// How long one GIL-free wait of the main thread lasts before signals are
 /// checked. Python runs signal handlers only on the main thread, so waits on
@@ -44,6 +45,28 @@ fn next_slice(
         (l, false) => l,
     })
 }
+/// Waits up to `timeout` seconds (`None`: no end) for `wait_for(slice)` to
+/// give a value, without the GIL, in slices on the main thread so that
+/// Ctrl-C is seen there (KeyboardInterrupt).
+fn sliced<T: Send>(
+    py: Python<'_>,
+    timeout: Option<f64>,
+    wait_for: impl Fn(Option<Duration>) -> Option<T> + Sync,
+) -> PyResult<Option<T>> {
+    let total = secs("timeout", timeout)?;
+    let start = std::time::Instant::now();
+    loop {
+        let slice = next_slice(py, total, start)?;
+        if let Some(v) = py.detach(|| wait_for(slice)) {
+            return Ok(Some(v));
+        }
+        py.check_signals()?;
+        if total.is_some_and(|t| start.elapsed() >= t) {
+            return Ok(None);
+        }
+    }
+}
+
 /// `subprocess.PIPE` and `subprocess.DEVNULL`.
 const PIPE: i64 = -1;
 const DEVNULL: i64 = -3;
@@ -461,18 +484,9 @@ impl Run {
         timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.check_open()?;
-        let total = secs("timeout", timeout)?;
-        let start = std::time::Instant::now();
-        loop {
-            let slice = next_slice(py, total, start)?;
-            if let Some(r) = py.detach(|| self.done.wait(slice)) {
-                let o = r.map_err(to_py)?;
-                return Ok(Some(outcome_object(py, &self.argv, &o)?));
-            }
-            py.check_signals()?;
-            if total.is_some_and(|t| start.elapsed() >= t) {
-                return Ok(None);
-            }
+        match sliced(py, timeout, |slice| self.done.wait(slice))? {
+            Some(r) => Ok(Some(outcome_object(py, &self.argv, &r.map_err(to_py)?)?)),
+            None => Ok(None),
         }
     }
 
@@ -599,6 +613,149 @@ fn start(
     })
 }
 
+/// An interactive run in progress (`crate::interactive`): the solution and
+/// the interactor joined by pipes, carried by the driver thread.
+#[pyclass(module = "winsandbox._winsandbox")]
+struct Interaction {
+    inner: Interactive,
+    closed: AtomicBool,
+    argv: [Vec<String>; 2],
+}
+
+#[pymethods]
+impl Interaction {
+    /// The ids of the solution's and the interactor's main processes.
+    #[getter]
+    fn pids(&self) -> (u32, u32) {
+        let [s, i] = self.inner.pids();
+        (s, i)
+    }
+
+    #[getter]
+    fn done(&self) -> bool {
+        self.inner.is_done()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// (verdict, solution outcome, interactor outcome) once both ended
+    /// within `timeout` seconds (`None`: wait until they end), else None.
+    #[pyo3(signature = (timeout=None))]
+    #[allow(clippy::type_complexity)]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<(&'static str, Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(PyRuntimeError::new_err("this interactive run is closed"));
+        }
+        let Some(r) = sliced(py, timeout, |slice| self.inner.wait(slice))? else {
+            return Ok(None);
+        };
+        let x = r.map_err(to_py)?;
+        let s = outcome_object(py, &self.argv[0], &x.solution)?;
+        let i = outcome_object(py, &self.argv[1], &x.interactor)?;
+        Ok(Some((x.verdict.as_str(), s, i)))
+    }
+
+    /// Calls `callback()` once both have ended (see `Run.on_done`).
+    fn on_done(&self, callback: Py<PyAny>) {
+        self.inner.on_done(Box::new(move || call_back(callback)));
+    }
+
+    /// Ends both process trees now.
+    fn kill(&self) {
+        self.inner.kill();
+    }
+
+    /// Kills whatever still runs and waits until both are over. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::SeqCst);
+        if !self.inner.is_done() {
+            self.inner.kill();
+            py.detach(|| self.inner.wait(None));
+        }
+    }
+}
+
+/// Starts an interactive run: `solution` and `interactor` (argv lists),
+/// each with its own cwd and limits, their stdin and stdout joined by
+/// pipes, their stderr captured (or `DEVNULL`, or a path); `codes` maps the
+/// interactor's exit codes to verdict names (default: testlib's).
+#[pyfunction]
+#[pyo3(signature = (
+    solution, interactor, *, cwd=None, interactor_cwd=None, env=None,
+    env_inherit=true, stderr=None, interactor_stderr=None, limits=None,
+    interactor_limits=None, codes=None
+))]
+#[allow(clippy::too_many_arguments)]
+fn start_interactive(
+    py: Python<'_>,
+    solution: Vec<String>,
+    interactor: Vec<String>,
+    cwd: Option<std::path::PathBuf>,
+    interactor_cwd: Option<std::path::PathBuf>,
+    env: Option<Vec<(String, Option<String>)>>,
+    env_inherit: bool,
+    stderr: Option<Bound<'_, PyAny>>,
+    interactor_stderr: Option<Bound<'_, PyAny>>,
+    limits: Option<&Bound<'_, PyAny>>,
+    interactor_limits: Option<&Bound<'_, PyAny>>,
+    codes: Option<Vec<(i64, String)>>,
+) -> PyResult<Interaction> {
+    let pipe = PIPE.into_pyobject(py)?.into_any();
+    let lim = |l: Option<&Bound<'_, PyAny>>| -> PyResult<Limits> {
+        Ok(l.map(limits_from).transpose()?.unwrap_or_default())
+    };
+    let make = |argv: &[String], cwd, err: &Option<Bound<'_, PyAny>>, l| {
+        command(
+            argv.to_vec(),
+            cwd,
+            env.clone(),
+            env_inherit,
+            None,
+            &pipe,
+            err.as_ref().unwrap_or(&pipe),
+            "auto",
+            l,
+        )
+    };
+    let sc = make(&solution, cwd, &stderr, lim(limits)?)?;
+    let ic = make(
+        &interactor,
+        interactor_cwd,
+        &interactor_stderr,
+        lim(interactor_limits)?,
+    )?;
+    let codes = match codes {
+        None => crate::decide::TESTLIB_CODES.to_vec(),
+        Some(c) => c
+            .into_iter()
+            .map(|(code, name)| {
+                Verdict::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == name)
+                    .map(|v| (code, v))
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!("invalid codes: {name:?} is no verdict"))
+                    })
+            })
+            .collect::<PyResult<_>>()?,
+    };
+    let inner = py
+        .detach(|| Interactive::start(&sc, &ic, &codes))
+        .map_err(to_py)?;
+    Ok(Interaction {
+        inner,
+        closed: AtomicBool::new(false),
+        argv: [solution, interactor],
+    })
+}
+
 /// A process started in a Sandbox.
 #[pyclass(module = "winsandbox._winsandbox")]
 struct Process {
@@ -620,18 +777,9 @@ impl Process {
     /// The exit code once it ended within `timeout` seconds, else None.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<i64>> {
-        let total = secs("timeout", timeout)?;
-        let start = std::time::Instant::now();
-        loop {
-            let slice = next_slice(py, total, start)?;
-            if let Some(c) = py.detach(|| self.inner.wait(slice)).map_err(to_py)? {
-                return Ok(Some(c));
-            }
-            py.check_signals()?;
-            if total.is_some_and(|t| start.elapsed() >= t) {
-                return Ok(None);
-            }
-        }
+        sliced(py, timeout, |slice| self.inner.wait(slice).transpose())?
+            .transpose()
+            .map_err(to_py)
     }
 }
 
@@ -795,6 +943,8 @@ fn _winsandbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Process>()?;
     m.add_class::<NativeSandbox>()?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_class::<Interaction>()?;
+    m.add_function(wrap_pyfunction!(start_interactive, m)?)?;
     m.add_function(wrap_pyfunction!(check_limits, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(wine_version, m)?)?;

@@ -7,6 +7,13 @@ On Linux and other POSIX systems the same API runs on a fallback backend
 
 from ._command import DEVNULL, PIPE
 from ._errors import SandboxError
+from ._interactive import (
+    TESTLIB_CODES,
+    InteractiveOptions,
+    InteractiveOutcome,
+    run_interactive,
+    run_interactive_async,
+)
 from ._limits import Limits
 from ._outcome import Accounting, Outcome, ProcessInfo, Verdict, Worker
 from ._run import Job, RunOptions, run, run_async, run_many
@@ -20,7 +27,10 @@ __all__ = [
     "BACKEND",
     "DEVNULL",
     "PIPE",
+    "TESTLIB_CODES",
     "Accounting",
+    "InteractiveOptions",
+    "InteractiveOutcome",
     "Job",
     "Limits",
     "Outcome",
@@ -34,5 +44,7 @@ __all__ = [
     "__version__",
     "run",
     "run_async",
+    "run_interactive",
+    "run_interactive_async",
     "run_many",
 ]

@@ -30,6 +30,12 @@ class Verdict(str, enum.Enum):
     """Process limit."""
     SE = "SE"
     """The sandbox itself failed."""
+    WA = "WA"
+    """Wrong answer: an interactive run's interactor said so (never a single run's verdict, nor PE and JF)."""
+    PE = "PE"
+    """Presentation error: the interactor said so."""
+    JF = "JF"
+    """Judge failure: the interactor failed, or said so."""
 
     def __str__(self) -> str:
         return self.value

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Optional, TypedDict, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, TypedDict, TypeVar, Union, overload
 
 from . import _winsandbox
 from ._command import DEVNULL, PIPE, StrPath, _argv, _cwd, _env_changes, _input_bytes, _output, _stdin_file
@@ -135,7 +135,18 @@ def _start(
     return run
 
 
-def _wait(run: _winsandbox.Run) -> Outcome[bytes]:
+_W = TypeVar("_W", covariant=True)
+
+
+class _Ending(Protocol[_W]):
+    """What a native run (`Run`, `Interaction`) gives to `_wait`."""
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[_W]: ...
+    def close(self) -> None: ...
+
+
+def _wait(run: _Ending[_W]) -> _W:
+    """The run's result once it is over; closed in any case."""
     try:
         d = run.wait()
     except OSError as e:
@@ -254,6 +265,13 @@ async def run_async(
     run: the engine's driver thread tells the loop once, when it is over.
     Cancelling the task kills the whole process tree."""
     r = _start(args, encoding=encoding, errors=errors, **options)
+    await _end_of(r)
+    return _outcome(_wait(r), text or encoding is not None, encoding, errors)
+
+
+async def _end_of(r: Union[_winsandbox.Run, _winsandbox.Interaction]) -> None:
+    """Returns once ``r`` is over, without a thread; cancelling the task
+    kills its trees (and awaits their end) first."""
     loop = asyncio.get_running_loop()
     try:
         await _ended(r, loop)
@@ -264,10 +282,9 @@ async def run_async(
         finally:
             r.close()
         raise
-    return _outcome(_wait(r), text or encoding is not None, encoding, errors)
 
 
-async def _ended(r: _winsandbox.Run, loop: asyncio.AbstractEventLoop) -> None:
+async def _ended(r: Union[_winsandbox.Run, _winsandbox.Interaction], loop: asyncio.AbstractEventLoop) -> None:
     """Returns once ``r`` is over; the driver thread wakes the loop once."""
     fut: asyncio.Future[None] = loop.create_future()
 

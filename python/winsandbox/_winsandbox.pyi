@@ -6,7 +6,7 @@ from typing import Callable, Literal, Optional, Union, final
 from ._limits import Limits
 from ._outcome import Accounting, Outcome, ProcessInfo
 
-_VerdictName = Literal["OK", "RE", "TLE", "WLE", "MLE", "OLE", "PLE", "SE"]
+_VerdictName = Literal["OK", "RE", "TLE", "WLE", "MLE", "OLE", "PLE", "SE", "WA", "PE", "JF"]
 _MechanismName = Literal["kernel", "monitor", "exit", "sandbox"]
 _LimitName = Literal[
     "memory",
@@ -44,6 +44,21 @@ class Run:
     def close(self) -> None: ...
     def __enter__(self) -> Run: ...
     def __exit__(self, *_exc: object) -> None: ...
+
+@final
+class Interaction:
+    @property
+    def pids(self) -> tuple[int, int]: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def wait(
+        self, timeout: Optional[float] = None
+    ) -> Optional[tuple[_VerdictName, Outcome[bytes], Outcome[bytes]]]: ...
+    def on_done(self, callback: Callable[[], object]) -> None: ...
+    def kill(self) -> None: ...
+    def close(self) -> None: ...
 
 @final
 class Process:
@@ -90,6 +105,20 @@ def start(
     spawn_path: str = "auto",
     limits: Optional[Limits] = None,
 ) -> Run: ...
+def start_interactive(
+    solution: list[str],
+    interactor: list[str],
+    *,
+    cwd: Optional[_Path] = None,
+    interactor_cwd: Optional[_Path] = None,
+    env: Optional[list[tuple[str, Optional[str]]]] = None,
+    env_inherit: bool = True,
+    stderr: Union[int, _Path, None] = None,
+    interactor_stderr: Union[int, _Path, None] = None,
+    limits: Optional[Limits] = None,
+    interactor_limits: Optional[Limits] = None,
+    codes: Optional[list[tuple[int, str]]] = None,
+) -> Interaction: ...
 def check_limits(limits: dict[str, object]) -> dict[str, object]: ...
 def cli_main(args: list[str]) -> int: ...
 def wine_version() -> Optional[str]: ...

@@ -32,4 +32,7 @@ mod spawn;
 
 pub use crate::outcome::Accounting;
 pub use poller::Poller;
-pub use run::{process_alive, Child, Killer, Running, Sandbox};
+pub use run::{child_pipe, process_alive, Child, Killer, Running, Sandbox};
+
+/// A pipe end a sandboxed program holds (`command::PipeEnd`).
+pub type PipeHandle = std::os::fd::OwnedFd;

@@ -75,6 +75,11 @@ fn io_err(op: impl Into<String>, e: std::io::Error) -> Error {
     Error::from_io(op, e)
 }
 
+/// A pipe between two sandboxed programs (`command::pipe`): (read, write).
+pub fn child_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    pipe()
+}
+
 /// A pipe, both ends close-on-exec: (read, write).
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -276,9 +281,17 @@ impl Running {
                 ),
                 None,
             ),
+            Stdin::Pipe(e) => (e.take("stdin")?, None),
         };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        // Each output: a pipe the supervisor reads, or a pipe to another program.
+        let stream = |o: &Output, what| -> Result<(Option<OwnedFd>, OwnedFd)> {
+            match o {
+                Output::Pipe(e) => Ok((None, e.take(what)?)),
+                _ => pipe().map(|(r, w)| (Some(r), w)),
+            }
+        };
+        let (out_r, out_w) = stream(&cmd.stdout, "stdout")?;
+        let (err_r, err_w) = stream(&cmd.stderr, "stderr")?;
         let job = monitor::register(&cmd.limits);
         let pid = start_child(cmd, [&child_in, &out_w, &err_w], &job)
             .inspect_err(|_| monitor::unregister(&job))?;
@@ -288,14 +301,14 @@ impl Running {
         // Wall time runs from the moment the process exists.
         job.start_clock();
         let started = Instant::now();
-        for f in [&out_r, &err_r] {
+        for f in [&out_r, &err_r].into_iter().flatten() {
             set_nonblocking(f.as_raw_fd());
         }
         let stdin = our_in.map(|(fd, data, pos)| {
             set_nonblocking(fd.as_raw_fd());
             (fd, data, pos)
         });
-        let (out, err) = (Some(out_r), Some(err_r));
+        let (out, err) = (out_r, err_r);
         Ok(Running {
             job,
             pid,
@@ -775,11 +788,12 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
-        let out = |o: &Output| -> Result<OwnedFd> {
+        let out = |o: &Output, what| -> Result<OwnedFd> {
             Ok(match o {
                 Output::File(p) => OwnedFd::from(
                     std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))?,
                 ),
+                Output::Pipe(e) => e.take(what)?,
                 _ => devnull(true)?,
             })
         };
@@ -788,6 +802,7 @@ impl Sandbox {
             Stdin::File(p) => OwnedFd::from(
                 std::fs::File::open(p).map_err(|e| io_err(format!("opening {p:?}"), e))?,
             ),
+            Stdin::Pipe(e) => e.take("stdin")?,
             Stdin::Bytes(_) => {
                 return Err(Error::invalid(
                     "stdin",
@@ -795,7 +810,7 @@ impl Sandbox {
                 ))
             }
         };
-        let (o, e) = (out(&cmd.stdout)?, out(&cmd.stderr)?);
+        let (o, e) = (out(&cmd.stdout, "stdout")?, out(&cmd.stderr, "stderr")?);
         let (c, job) = (cmd.clone(), self.job.clone());
         let pid = on_lasting_thread(move || start_child(&c, [&stdin, &o, &e], &job))?;
         self.job.add_session(pid);

@@ -11,7 +11,11 @@ mod spawn;
 
 pub use crate::outcome::Accounting;
 pub use job::{supervisor_job, JobObject, SupervisorJob};
+pub use pipe::child_pipe;
 pub use poller::Poller;
+
+/// A pipe end a sandboxed program holds (`command::PipeEnd`).
+pub type PipeHandle = std::os::windows::io::OwnedHandle;
 pub use query::{process_alive, KILL_EXIT_CODE};
 pub use run::{Child, Killer, Running, Sandbox};
 pub use spawn::Process;

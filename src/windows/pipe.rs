@@ -100,6 +100,20 @@ pub(crate) fn pipe(inbound: bool) -> Result<PipePair> {
     Ok(PipePair { ours, theirs })
 }
 
+/// A pipe between two sandboxed programs (`command::pipe`): (read, write),
+/// both ends inheritable and synchronous, as a program's stdio expects.
+/// Each is passed to its child by the spawn's explicit handle list only.
+pub fn child_pipe() -> Result<(OwnedHandle, OwnedHandle)> {
+    use windows::Win32::System::Pipes::CreatePipe;
+    let sa = inheritable();
+    let (mut r, mut w) = (HANDLE::default(), HANDLE::default());
+    // SAFETY: `sa` is live for the call; the out-pointers are valid locals.
+    unsafe { CreatePipe(&mut r, &mut w, Some(&sa), 64 * 1024) }
+        .map_err(|e| werr("CreatePipe", e))?;
+    // SAFETY: two new valid handles that nothing else owns.
+    Ok(unsafe { (own(r), own(w)) })
+}
+
 /// Opens a file or device as an inheritable handle for a child's stdio.
 pub(crate) fn open_inheritable(path: &str, write: bool) -> Result<OwnedHandle> {
     open_file(path, write, true)

@@ -90,7 +90,9 @@ pub struct Running {
     /// exit time of the process against.
     started_at: u64,
     stdin: Option<Writer>,
-    readers: [Reader; 2],
+    /// What the supervisor reads of stdout and stderr (none for a stream
+    /// that goes to another program: `Output::Pipe`).
+    readers: [Option<Reader>; 2],
     outputs: Outputs,
     /// Exit code and wall time, once the exit is seen, and when it was seen.
     exit: Option<(u32, f64)>,
@@ -108,11 +110,19 @@ impl Running {
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
             Ok(std::fs::File::from(open_file(&path_str(p), true, false)?))
         })?;
-        let out = pipe(true)?;
-        let err = pipe(true)?;
+        // Each output: a pipe the supervisor reads, or a pipe to another program.
+        let stream = |o: &Output, what| -> Result<(Option<OwnedHandle>, OwnedHandle)> {
+            match o {
+                Output::Pipe(e) => Ok((None, e.take(what)?)),
+                _ => pipe(true).map(|p| (Some(p.ours), p.theirs)),
+            }
+        };
+        let (out_ours, out_theirs) = stream(&cmd.stdout, "stdout")?;
+        let (err_ours, err_theirs) = stream(&cmd.stderr, "stderr")?;
         let (stdin_theirs, writer) = match &cmd.stdin {
             Stdin::Null => (null_device()?, None),
             Stdin::File(p) => (open_inheritable(&path_str(p), false)?, None),
+            Stdin::Pipe(e) => (e.take("stdin")?, None),
             Stdin::Bytes(b) => {
                 let p = pipe(false)?;
                 (p.theirs, Some(Writer::new(p.ours, b.clone())?))
@@ -120,8 +130,8 @@ impl Running {
         };
         let stdio = Stdio {
             stdin: stdin_theirs,
-            stdout: out.theirs,
-            stderr: err.theirs,
+            stdout: out_theirs,
+            stderr: err_theirs,
         };
         let req = SpawnRequest {
             program: &cmd.program,
@@ -145,7 +155,10 @@ impl Running {
             started,
             started_at,
             stdin: writer,
-            readers: [Reader::new(out.ours)?, Reader::new(err.ours)?],
+            readers: [
+                out_ours.map(Reader::new).transpose()?,
+                err_ours.map(Reader::new).transpose()?,
+            ],
             outputs,
             exit: None,
             exit_seen: None,
@@ -191,7 +204,10 @@ impl Running {
             }
         }
         for i in 0..2 {
-            while let Some(chunk) = self.readers[i].pump()? {
+            let Some(reader) = self.readers[i].as_mut() else {
+                continue;
+            };
+            while let Some(chunk) = reader.pump()? {
                 if self.outputs.deliver(i, chunk)? {
                     self.job.shared.fire(OUTPUT_LIMIT_HIT);
                 }
@@ -236,7 +252,7 @@ impl Running {
     /// `poller` under `key` (before any pipe operation starts: Wine posts
     /// only operations started after the association).
     pub fn attach(&mut self, poller: &Poller, key: usize) -> Result<()> {
-        for r in &self.readers {
+        for r in self.readers.iter().flatten() {
             poller.add(r.handle(), key)?;
         }
         if let Some(h) = self.stdin.as_ref().and_then(|w| w.handle()) {
@@ -333,7 +349,7 @@ impl RunSteps for Running {
     }
 
     fn drained(&self) -> bool {
-        self.readers.iter().all(|r| r.eof)
+        self.readers.iter().flatten().all(|r| r.eof)
     }
 
     fn finish(&mut self) -> &mut Finish {
@@ -353,7 +369,7 @@ impl RunSteps for Running {
         if self.exit.is_none() {
             handles.push(raw(&self.process.handle));
         }
-        handles.extend(self.readers.iter().filter_map(|r| r.event()));
+        handles.extend(self.readers.iter().flatten().filter_map(|r| r.event()));
         handles.extend(self.stdin.as_ref().and_then(|w| w.event()));
         let until = match (until, again) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -484,12 +500,14 @@ impl Sandbox {
     /// Starts `cmd` in the job. Its stdio are the null device or files
     /// (`Output::Capture` is for `run`: here it means discard).
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
-        let out = |o: &Output| match o {
+        let out = |o: &Output, what| match o {
             Output::File(p) => open_inheritable(&path_str(p), true),
+            Output::Pipe(e) => e.take(what),
             _ => open_inheritable("NUL", true),
         };
         let stdin = match &cmd.stdin {
             Stdin::File(p) => open_inheritable(&path_str(p), false)?,
+            Stdin::Pipe(e) => e.take("stdin")?,
             Stdin::Null => null_device()?,
             Stdin::Bytes(_) => {
                 return Err(Error::invalid(
@@ -500,8 +518,8 @@ impl Sandbox {
         };
         let stdio = Stdio {
             stdin,
-            stdout: out(&cmd.stdout)?,
-            stderr: out(&cmd.stderr)?,
+            stdout: out(&cmd.stdout, "stdout")?,
+            stderr: out(&cmd.stderr, "stderr")?,
         };
         let req = SpawnRequest {
             program: &cmd.program,

@@ -5,7 +5,14 @@
 //! cat-both | flood BYTES | alloc MIB HOLD_SECS | fork-bomb | tree N SECS |
 //! grandchild SECS | env NAME | cwd | in-job | handle-valid VALUE | hello |
 //! daemon SECS | setsid-bomb | holder SECS | spin-children N SECS | burn SECS |
-//! shared MIB
+//! shared MIB | peak MIB SECS | interactor IN OUT | guess | guess-wrong
+//!
+//! `interactor` is a testlib-style interactor for "guess the number": the
+//! secret (1..=1000) is in the file IN; each query `? X` on its stdin gets
+//! `<`, `>` or `=` (the secret against X); `! X` is the answer. It writes
+//! its reason to the file OUT and exits 0 (right), 1 (wrong, or over 20
+//! queries), 2 (a line it cannot read, or the end of its input).
+//! `guess` plays it by bisection; `guess-wrong` answers one off.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -150,6 +157,68 @@ fn shared_memory(len: usize) {
     std::hint::black_box(vec![1u8; len]);
 }
 
+fn interactor(a: &[String]) {
+    use std::io::BufRead;
+    let secret: u32 = std::fs::read_to_string(&a[1])
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| std::process::exit(3)); // judge failure: no test
+    let verdict = |code: i32, why: &str| -> ! {
+        let _ = std::fs::write(&a[2], why);
+        std::process::exit(code)
+    };
+    let mut out = std::io::stdout().lock();
+    let mut queries = 0;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let mut it = line.split_whitespace();
+        match (it.next(), it.next().and_then(|v| v.parse::<u32>().ok())) {
+            (Some("?"), Some(x)) => {
+                queries += 1;
+                if queries > 20 {
+                    verdict(1, "too many queries");
+                }
+                let r = match secret.cmp(&x) {
+                    std::cmp::Ordering::Less => "<",
+                    std::cmp::Ordering::Greater => ">",
+                    std::cmp::Ordering::Equal => "=",
+                };
+                if writeln!(out, "{r}").and_then(|()| out.flush()).is_err() {
+                    verdict(2, "the solution stopped reading");
+                }
+            }
+            (Some("!"), Some(x)) if x == secret => verdict(0, "ok"),
+            (Some("!"), Some(_)) => verdict(1, "wrong answer"),
+            _ => verdict(2, "a line that is not a query or an answer"),
+        }
+    }
+    verdict(2, "unexpected end of input")
+}
+
+fn guess(wrong: bool) {
+    use std::io::BufRead;
+    let mut out = std::io::stdout().lock();
+    let mut input = std::io::stdin().lock();
+    let (mut lo, mut hi) = (1u32, 1000u32);
+    while lo <= hi {
+        let mid = (lo + hi) / 2;
+        writeln!(out, "? {mid}").unwrap();
+        out.flush().unwrap();
+        let mut r = String::new();
+        if input.read_line(&mut r).unwrap_or(0) == 0 {
+            std::process::exit(4);
+        }
+        match r.trim() {
+            "<" => hi = mid - 1,
+            ">" => lo = mid + 1,
+            _ => {
+                writeln!(out, "! {}", if wrong { mid + 1 } else { mid }).unwrap();
+                return;
+            }
+        }
+    }
+}
+
 #[allow(clippy::zombie_processes)] // children are left running on purpose
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -226,6 +295,8 @@ fn main() {
             std::thread::sleep(Duration::from_secs_f64(hold));
             std::hint::black_box(&blocks);
         }
+        "interactor" => interactor(&a),
+        "guess" | "guess-wrong" => guess(a[0] == "guess-wrong"),
         "peak" => {
             // MiB touched, then freed; the program goes on for SECS.
             let mib: usize = arg(&a, 1, "MiB");
