@@ -210,3 +210,98 @@ fn the_cgroups_of_a_job_are_removed_when_it_ends() {
         return;
     }
 }
+
+/// Whether runs get a PID namespace here: as root they must (the CI
+/// machines); elsewhere the test is skipped, and says so.
+fn namespaced() -> bool {
+    let o = winsandbox::run(&probe_cmd(&["exit", "0"])).unwrap();
+    let missing = o.not_applied.iter().any(|n| n.limit == "pid_namespace");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        !(missing && root),
+        "running as root, yet no PID namespace: {:?}",
+        o.not_applied
+    );
+    if missing {
+        eprintln!("skipped: no PID namespace for this user");
+    }
+    !missing
+}
+
+fn sh(script: &str) -> winsandbox::Command {
+    winsandbox::Command::new("/bin/sh").args(["-c", script])
+}
+
+#[test]
+fn a_run_sees_and_signals_nothing_outside_its_pid_namespace() {
+    if !namespaced() {
+        return;
+    }
+    let me = std::process::id();
+    // The program is PID 2 under our init; the supervisor, and every
+    // other process, is out of its sight and reach.
+    let script = format!(
+        "echo $$ $PPID; kill -KILL $PPID; kill -KILL -1; \
+         kill -0 {me} 2>/dev/null && echo sees-the-supervisor; \
+         ls /proc/{me}/ns >/dev/null 2>&1; echo alive"
+    );
+    let o = winsandbox::run(&sh(&script)).unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.verdict(), Verdict::Ok, "{o:?}");
+    assert!(out.starts_with("2 1\n"), "{out:?}");
+    assert!(!out.contains("sees-the-supervisor"), "{out:?}");
+    assert!(out.ends_with("alive\n"), "{out:?}");
+    // And the outcome's pid is the program's, as the supervisor numbers it.
+    assert_ne!(o.pid, 2, "{o:?}");
+}
+
+#[test]
+fn a_program_that_aborts_itself_ends_by_its_signal() {
+    if !namespaced() {
+        return;
+    }
+    // PID 1 of a namespace ignores the signals it raises on itself; the
+    // program is PID 2, so abort() is SIGABRT, not a hang or a SIGSEGV.
+    let o = winsandbox::run(&sh("kill -ABRT $$; sleep 5")).unwrap();
+    assert_eq!(
+        (o.verdict(), o.status),
+        (Verdict::Re, Some("SIGABRT")),
+        "{o:?}"
+    );
+    let o = winsandbox::run(&sh("exit 7")).unwrap();
+    assert_eq!(o.exit_code, Some(7), "{o:?}");
+}
+
+#[test]
+fn a_supervisor_killed_outright_takes_every_process_of_its_runs_along() {
+    if !namespaced() {
+        return;
+    }
+    // A supervisor (the CLI) SIGKILLed while its program's grandchildren,
+    // in the background and in their own sessions, wait to leave a mark.
+    let dir = std::env::temp_dir().join(format!("wsb-pdeath-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mark = dir.join("mark");
+    let _ = std::fs::remove_file(&mark);
+    let script = format!(
+        "for i in 1 2 3; do setsid sh -c 'sleep 2; echo $i >> {m}' & done; sleep 60",
+        m = mark.display()
+    );
+    let cli = env!("CARGO_BIN_EXE_winsandbox");
+    let mut sup = std::process::Command::new(cli)
+        .args(["run", "--", "/bin/sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    sup.kill().unwrap(); // SIGKILL: no cleanup of its own runs
+    sup.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !mark.exists(),
+        "a grandchild outlived its supervisor: {:?}",
+        std::fs::read_to_string(&mark)
+    );
+}

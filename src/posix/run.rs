@@ -100,13 +100,33 @@ fn devnull(write: bool) -> Result<OwnedFd> {
     Ok(OwnedFd::from(f))
 }
 
+/// What starting a program gave.
+pub(crate) struct Spawned {
+    /// The process the supervisor waits for: the init of the program's PID
+    /// namespace (Linux), or the program itself.
+    pub wait_pid: libc::pid_t,
+    /// The program, as the supervisor's namespace numbers it.
+    pub program: libc::pid_t,
+    /// With an init: the pipe it reports the program's wait status on.
+    pub status: Option<OwnedFd>,
+    /// With an init: its stack, kept until it has been reaped.
+    #[cfg(target_os = "linux")]
+    pub init_stack: Option<super::spawn::InitStack>,
+}
+
 /// Starts `cmd` into `job` (its cgroups, a new session) with `fds` as its
-/// stdio; returns its pid.
-fn start_child(cmd: &Command, fds: [&OwnedFd; 3], job: &JobShared) -> Result<i32> {
+/// stdio, in a PID namespace of its own where `own_pid_ns` and the system
+/// allow it.
+fn start_child(
+    cmd: &Command,
+    fds: [&OwnedFd; 3],
+    job: &JobShared,
+    own_pid_ns: bool,
+) -> Result<Spawned> {
     #[cfg(target_os = "linux")]
     {
         let join = job.cg.as_ref().map_or(&[][..], |c| c.procs_files());
-        super::spawn::spawn(cmd, fds, join)
+        super::spawn::spawn(cmd, fds, join, own_pid_ns)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -118,7 +138,13 @@ fn start_child(cmd: &Command, fds: [&OwnedFd; 3], job: &JobShared) -> Result<i32
         let child = c
             .spawn()
             .map_err(|e| io_err(format!("starting {:?}", cmd.program), e))?;
-        Ok(child.id() as i32)
+        let _ = own_pid_ns; // no PID namespaces on this system
+        let pid = child.id() as i32;
+        Ok(Spawned {
+            wait_pid: pid,
+            program: pid,
+            status: None,
+        })
     }
 }
 
@@ -252,7 +278,17 @@ impl Killer {
 
 pub struct Running {
     job: Arc<JobShared>,
+    /// The program.
     pid: i32,
+    /// What is waited for: the init of the program's PID namespace, which
+    /// reports the program's wait status on `status` and ends with it; or
+    /// the program itself.
+    wait_pid: i32,
+    status: Option<OwnedFd>,
+    /// The init's stack: dropped (unmapped) only after the init is reaped,
+    /// by `try_reap` or by `Drop` (whose body runs before the fields go).
+    #[cfg(target_os = "linux")]
+    init_stack: Option<super::spawn::InitStack>,
     pidfd: Option<OwnedFd>,
     started: Instant,
     stdin: Option<(OwnedFd, Vec<u8>, usize)>,
@@ -293,8 +329,9 @@ impl Running {
         let (out_r, out_w) = stream(&cmd.stdout, "stdout")?;
         let (err_r, err_w) = stream(&cmd.stderr, "stderr")?;
         let job = monitor::register(&cmd.limits);
-        let pid = start_child(cmd, [&child_in, &out_w, &err_w], &job)
+        let spawned = start_child(cmd, [&child_in, &out_w, &err_w], &job, true)
             .inspect_err(|_| monitor::unregister(&job))?;
+        let pid = spawned.program;
         // Only the child holds its ends now: end of file follows its exit.
         drop((child_in, out_w, err_w));
         job.add_session(pid);
@@ -309,16 +346,30 @@ impl Running {
             (fd, data, pos)
         });
         let (out, err) = (out_r, err_r);
+        let mut not_applied = not_applied(&cmd.limits);
+        if spawned.status.is_none() {
+            not_applied.push(NotApplied {
+                limit: "pid_namespace",
+                reason: "no PID namespace could be made (the supervisor is not root, and \
+                         the system gives this user none): the program can see and signal \
+                         processes outside its run"
+                    .into(),
+            });
+        }
         Ok(Running {
             job,
             pid,
-            pidfd: pidfd(pid),
+            wait_pid: spawned.wait_pid,
+            status: spawned.status,
+            #[cfg(target_os = "linux")]
+            init_stack: spawned.init_stack,
+            pidfd: pidfd(spawned.wait_pid),
             started,
             stdin,
             readers: [out, err],
             outputs,
             exit: None,
-            not_applied: not_applied(&cmd.limits),
+            not_applied,
             finish: Finish::default(),
         })
     }
@@ -411,7 +462,7 @@ impl Running {
         let r = unsafe {
             libc::waitid(
                 libc::P_PID,
-                self.pid as libc::id_t,
+                self.wait_pid as libc::id_t,
                 &mut info,
                 libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
             )
@@ -424,8 +475,18 @@ impl Running {
         self.job.lock().run.ended = true;
         self.job.kill_all();
         // SAFETY: reaping our own child; `status` and `ru` are writable.
-        let r = unsafe { libc::wait4(self.pid, &mut status, 0, &mut ru) };
-        if r == self.pid {
+        let r = unsafe { libc::wait4(self.wait_pid, &mut status, 0, &mut ru) };
+        if r == self.wait_pid {
+            // The init's report of the program (its CPU is in the init's
+            // `ru`: the init reaped it). None: the init was killed first.
+            #[cfg(target_os = "linux")]
+            if let Some(fd) = &self.status {
+                status = match super::spawn::read_msg(fd) {
+                    Some([2, st, _]) => st,
+                    _ => libc::SIGKILL,
+                };
+                self.init_stack = None; // the init is gone
+            }
             self.exit = Some((status, ru, Instant::now()));
             self.finish.exited(Instant::now());
         }
@@ -639,9 +700,13 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.job.kill_all();
         if self.exit.is_none() {
+            if self.wait_pid != self.pid {
+                // SAFETY: kill(2) on our own child (the init), not yet reaped.
+                unsafe { libc::kill(self.wait_pid, libc::SIGKILL) };
+            }
             let mut status = 0;
             // SAFETY: reaping our own child, killed just above.
-            unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            unsafe { libc::waitpid(self.wait_pid, &mut status, 0) };
         }
         monitor::unregister(&self.job);
     }
@@ -812,7 +877,8 @@ impl Sandbox {
         };
         let (o, e) = (out(&cmd.stdout, "stdout")?, out(&cmd.stderr, "stderr")?);
         let (c, job) = (cmd.clone(), self.job.clone());
-        let pid = on_lasting_thread(move || start_child(&c, [&stdin, &o, &e], &job))?;
+        let pid =
+            on_lasting_thread(move || start_child(&c, [&stdin, &o, &e], &job, false))?.program;
         self.job.add_session(pid);
         let status: Status = Arc::new(std::sync::Mutex::new(None));
         engine::lock(&self.children).push(Child {

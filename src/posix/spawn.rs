@@ -8,12 +8,31 @@
 //! `PR_SET_PDEATHSIG`, the rlimits, `nice`, its three stdio, `chdir`,
 //! `execve`. An exec failure's errno comes back through the shared memory.
 //! Elsewhere: `std::process::Command` with the same steps in `pre_exec`.
+//!
+//! Linux, where the system allows it (root, or a kernel that lets this
+//! user): the program runs in a PID namespace of its own, under a small
+//! init of ours as its PID 1 (`init_steps`), as isolate and nsjail do. When
+//! the program ends, the init reports its wait status through a pipe and
+//! exits, and the kernel ends every process left in the namespace: no
+//! setsid or double fork escapes it, and the program sees, and can signal,
+//! nothing outside (`kill(getppid())` reaches the init, which ignores it).
+//! The program is PID 2, not 1, so that the signals it raises on itself
+//! (`abort`) keep their default action. The init shares the supervisor's
+//! memory (`CLONE_VM`, no copy: a fork of a large supervisor costs
+//! milliseconds, and every page the supervisor then writes is copied for
+//! each init still alive) on a stack of its own that lives until the init
+//! is reaped (`InitStack`); it makes only raw system calls, none of which
+//! writes the shared thread state while it lives (no cancellation points;
+//! every signal blocked, so no call is interrupted). It starts the program
+//! as above. The init stays out of the job's cgroup: it is not the
+//! program's, and counts toward no limit.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use super::exec::{data_backstop, nice_of, resolve};
+use super::run::Spawned;
 use crate::command::Command;
 use crate::error::{Error, Result};
 
@@ -38,7 +57,13 @@ struct Prepared {
     /// Written by the child when a step fails: the errno, and which step.
     err: libc::c_int,
     stage: Stage,
+    /// The write end of the init's status pipe (a PID namespace), else -1.
+    status: libc::c_int,
 }
+
+/// What the init writes on its status pipe: [tag, a, b], native-endian i32s.
+const MSG_STARTED: i32 = 1; // a: errno of a failed start (0: started), b: its stage
+const MSG_ENDED: i32 = 2; // a: the program's wait status
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -131,7 +156,197 @@ fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Result<Prepar
         join: join.to_vec(),
         err: 0,
         stage: Stage::Exec,
+        status: -1,
     })
+}
+
+/// Every signal the supervisor catches back to its default action, and
+/// SIGPIPE and SIGXFSZ too, as subprocess does (in a new process, before it
+/// runs anything else).
+///
+/// # Safety
+/// Only in a child of `spawn`, whose signal table is its own.
+unsafe fn default_signals() {
+    // SAFETY: sigaction on valid signal numbers with live structs.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            let caught = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
+            if caught || sig == libc::SIGPIPE || sig == libc::SIGXFSZ {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// Writes one status message (a raw system call: no cancellation point).
+///
+/// # Safety
+/// `fd` is the init's open status pipe.
+unsafe fn report(fd: libc::c_int, msg: [i32; 3]) {
+    // SAFETY: writing 12 bytes from a live array; a pipe write this small is atomic.
+    unsafe {
+        libc::syscall(
+            libc::SYS_write,
+            fd,
+            msg.as_ptr(),
+            std::mem::size_of_val(&msg),
+        )
+    };
+}
+
+/// The init's stack: mapped apart from the Rust heap, unmapped once the
+/// init has been reaped (it runs on it until then).
+pub(crate) struct InitStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: a mapping owned by one `Running`, touched by no thread of ours.
+unsafe impl Send for InitStack {}
+
+impl InitStack {
+    const LEN: usize = 256 * 1024;
+
+    fn new() -> Result<InitStack> {
+        // SAFETY: a fresh anonymous mapping.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::last_os("mmap (init stack)"));
+        }
+        Ok(InitStack {
+            base,
+            len: Self::LEN,
+        })
+    }
+
+    fn top(&self) -> *mut libc::c_void {
+        ((self.base as usize + self.len) & !15) as *mut libc::c_void
+    }
+}
+
+impl Drop for InitStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; the init that ran on it has been reaped.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// The init of a program's PID namespace (PID 1 there), in the
+/// supervisor's memory on its own stack: starts the program (PID 2) as
+/// `child_steps` does, reports that start, reaps whatever ends in the
+/// namespace, and when the program ends reports its wait status and exits
+/// (the kernel then ends every process left in the namespace). Every signal
+/// stays blocked: as PID 1 it ignores those sent from inside; SIGKILL from
+/// outside ends it.
+///
+/// # Safety
+/// `p` lives until the start is reported (the supervisor waits for it).
+unsafe fn init_steps(p: &mut Prepared) -> ! {
+    // SAFETY: (the whole body) plain libc calls on this process's own data.
+    // Its signal handlers stay as they were: every signal is blocked here,
+    // and the program resets them (`child_steps`).
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        // A copy of every descriptor the supervisor had is here: only the
+        // program's three and the status pipe stay (another run's pipe end
+        // kept open here would keep that run from seeing its end of file).
+        close_all_but([p.fds[0], p.fds[1], p.fds[2], p.status]);
+        p.parent = 1; // the program's parent, as it sees it
+        const STACK: usize = 64 * 1024;
+        let mut stack = [0u8; STACK];
+        let top = ((stack.as_mut_ptr() as usize + STACK) & !15) as *mut libc::c_void;
+        let pid = libc::clone(
+            child_entry,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            p as *mut Prepared as *mut libc::c_void,
+        );
+        let err = if pid < 0 {
+            *libc::__errno_location()
+        } else {
+            p.err
+        };
+        let stage = (p.stage == Stage::Join) as i32;
+        let status = p.status; // `p` is the supervisor's again after the report
+        report(status, [MSG_STARTED, err, stage]);
+        if err != 0 {
+            libc::_exit(127);
+        }
+        loop {
+            let mut st: libc::c_int = 0;
+            let r = libc::syscall(
+                libc::SYS_wait4,
+                -1,
+                &mut st as *mut libc::c_int,
+                libc::__WALL,
+                std::ptr::null_mut::<libc::rusage>(),
+            );
+            if r == pid as libc::c_long {
+                report(status, [MSG_ENDED, st, 0]);
+                libc::_exit(0);
+            }
+            if r < 0 {
+                libc::_exit(126); // no children left: cannot be, the program is one
+            }
+        }
+    }
+}
+
+/// Closes every descriptor from 3 up but those of `keep` (async-signal-safe).
+///
+/// # Safety
+/// Only in the init, whose descriptors are its own copies.
+unsafe fn close_all_but(mut keep: [libc::c_int; 4]) {
+    keep.sort_unstable();
+    let mut from: libc::c_uint = 3;
+    for k in keep {
+        if k >= from as libc::c_int {
+            close_range(from, k as libc::c_uint - 1); // nothing when k == from
+            from = k as libc::c_uint + 1;
+        }
+    }
+    close_range(from, libc::c_uint::MAX);
+
+    fn close_range(first: libc::c_uint, last: libc::c_uint) {
+        if first > last {
+            return;
+        }
+        // SAFETY: close_range(2) on this process's own descriptors.
+        let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        if r != 0 {
+            // Before Linux 5.9: one by one, up to a bound.
+            for fd in first..=last.min(65_535) {
+                // SAFETY: close(2) on this process's own descriptors.
+                unsafe { libc::syscall(libc::SYS_close, fd) };
+            }
+        }
+    }
+}
+
+extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is this process's copy of the `Prepared` the parent passed.
+    unsafe { init_steps(&mut *(arg as *mut Prepared)) }
 }
 
 /// The child's side: only async-signal-safe calls, nothing allocated.
@@ -143,19 +358,7 @@ unsafe fn child_steps(p: &mut Prepared) -> ! {
     // SAFETY: (the whole body) plain libc calls on prepared, live data; the
     // signal table is the child's own (no CLONE_SIGHAND).
     unsafe {
-        for sig in 1..libc::SIGRTMAX() {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
-                continue;
-            }
-            let caught = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
-            // SIGPIPE and SIGXFSZ back to default too, as subprocess does.
-            if caught || sig == libc::SIGPIPE || sig == libc::SIGXFSZ {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
+        default_signals();
         // Into the job's cgroups before anything else, so all it starts
         // is in them too; a job that cannot be joined is not started.
         for f in &p.join {
@@ -219,17 +422,39 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     unsafe { child_steps(&mut *(arg as *mut Prepared)) }
 }
 
-/// Starts `cmd` with `fds` as its stdin, stdout, stderr; returns its pid.
-/// `join`: the `cgroup.procs` files the child writes itself into first.
-pub(crate) fn spawn(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Result<libc::pid_t> {
+/// Whether PID namespaces could be made here (they are tried until one
+/// fails for want of the right: root, or a kernel that lets this user).
+static PID_NS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether runs get a PID namespace of their own on this system.
+pub(crate) fn pid_namespaces() -> bool {
+    PID_NS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Starts `cmd` with `fds` as its stdin, stdout, stderr, in a PID namespace
+/// of its own under our init where `own_pid_ns` and the system allow it.
+/// `join`: the `cgroup.procs` files the program writes itself into first.
+pub(crate) fn spawn(
+    cmd: &Command,
+    fds: [&OwnedFd; 3],
+    join: &[CString],
+    own_pid_ns: bool,
+) -> Result<Spawned> {
     let mut p = prepare(cmd, fds, join)?;
+    let status = if own_pid_ns && pid_namespaces() {
+        Some(super::run::child_pipe()?)
+    } else {
+        None
+    };
+    p.status = status.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
+    let init_stack = status.as_ref().map(|_| InitStack::new()).transpose()?;
     const STACK: usize = 256 * 1024;
     let mut stack = vec![0u8; STACK];
     // SAFETY: one past the end of the buffer, aligned down to 16 bytes.
     let top = unsafe { stack.as_mut_ptr().add(STACK) };
     let top = (top as usize & !15) as *mut libc::c_void;
     // No signal handler may run on the child's stack in the shared memory:
-    // block them all around clone (the child unblocks before exec).
+    // block them all around clone (the program unblocks before exec).
     // SAFETY: sigset operations on local, initialised values.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -238,34 +463,78 @@ pub(crate) fn spawn(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Resu
     unsafe { libc::sigfillset(&mut all) };
     // SAFETY: as above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
-    // SAFETY: `child_entry` runs on `stack` with `p`, both alive until the
-    // child has exec'd or exited (CLONE_VFORK suspends us until then).
-    let pid = unsafe {
-        libc::clone(
-            child_entry,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &mut p as *mut Prepared as *mut libc::c_void,
-        )
+    let arg = &mut p as *mut Prepared as *mut libc::c_void;
+    let pid = match &init_stack {
+        // SAFETY: `init_entry` runs on its own mapped stack, which lives
+        // until the init is reaped; it uses `p` until it reports the start,
+        // and this function waits for that report.
+        Some(st) => unsafe {
+            libc::clone(
+                init_entry,
+                st.top(),
+                libc::CLONE_VM | libc::CLONE_NEWPID | libc::SIGCHLD,
+                arg,
+            )
+        },
+        // SAFETY: `child_entry` runs on `stack` with `p`, both alive until
+        // the child has exec'd or exited (CLONE_VFORK suspends us until then).
+        None => unsafe {
+            libc::clone(
+                child_entry,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                arg,
+            )
+        },
     };
     let clone_err = std::io::Error::last_os_error();
     // SAFETY: restoring the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     drop(stack);
     if pid < 0 {
+        if status.is_some()
+            && matches!(
+                clone_err.raw_os_error(),
+                Some(libc::EPERM | libc::EINVAL | libc::ENOSPC)
+            )
+        {
+            // No right to a PID namespace here: without, and said so.
+            PID_NS.store(false, std::sync::atomic::Ordering::Relaxed);
+            return spawn(cmd, fds, join, false);
+        }
         return Err(Error::from_io(
             format!("clone for {:?}", cmd.program),
             clone_err,
         ));
     }
-    // SAFETY: the child wrote `err` before exiting, if at all; it is gone or exec'd.
-    let err = unsafe { std::ptr::read_volatile(&p.err) };
+    let (err, stage, status) = match status {
+        None => {
+            // SAFETY: the child wrote these before exiting, if at all; it is gone or exec'd.
+            let (err, stage) = unsafe {
+                (
+                    std::ptr::read_volatile(&p.err),
+                    std::ptr::read_volatile(&p.stage),
+                )
+            };
+            (err, stage, None)
+        }
+        Some((r, w)) => {
+            drop(w); // the init holds its own copy
+            match read_msg(&r) {
+                Some([MSG_STARTED, err, stage]) => (
+                    err,
+                    if stage == 1 { Stage::Join } else { Stage::Exec },
+                    Some(r),
+                ),
+                _ => (libc::ECHILD, Stage::Exec, Some(r)), // the init died
+            }
+        }
+    };
     if err != 0 {
-        let mut status = 0;
-        // SAFETY: reaping the child that failed to exec.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        // SAFETY: as for `err`.
-        if unsafe { std::ptr::read_volatile(&p.stage) } == Stage::Join {
+        let mut st = 0;
+        // SAFETY: reaping the child that failed to start the program.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        if stage == Stage::Join {
             return Err(Error::os(
                 format!("starting {:?}: joining the job's cgroup", cmd.program),
                 err,
@@ -273,5 +542,41 @@ pub(crate) fn spawn(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Resu
         }
         return Err(Error::os(format!("starting {:?}", cmd.program), err));
     }
-    Ok(pid)
+    let program = match &status {
+        Some(_) => program_of(pid).unwrap_or(pid),
+        None => pid,
+    };
+    Ok(Spawned {
+        wait_pid: pid,
+        program,
+        status,
+        init_stack,
+    })
+}
+
+/// The program an init started: its one child, numbered in our namespace.
+fn program_of(init: libc::pid_t) -> Option<libc::pid_t> {
+    std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// One message of an init's status pipe (blocking); None at its end.
+pub(crate) fn read_msg(fd: &OwnedFd) -> Option<[i32; 3]> {
+    let mut buf = [0i32; 3];
+    let want = std::mem::size_of_val(&buf);
+    loop {
+        // SAFETY: reading into a live array of `want` bytes from an fd we own.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
+        if n == want as isize {
+            return Some(buf);
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None;
+    }
 }

@@ -157,6 +157,35 @@ fn shared_memory(len: usize) {
     std::hint::black_box(vec![1u8; len]);
 }
 
+/// A child's pid as the supervisor numbers it. In a PID namespace of its own
+/// (the Linux backend) the probe's pids are the namespace's; `/proc` is the
+/// supervisor's, so the child is found there by its innermost `NSpid`
+/// among the processes of this namespace.
+fn outside_pid(id: u32) -> u32 {
+    #[cfg(target_os = "linux")]
+    {
+        let mine = std::fs::read_link("/proc/self/ns/pid").ok();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if std::fs::read_link(format!("/proc/{p}/ns/pid")).ok() != mine {
+                continue;
+            }
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+            let inner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<u32>().ok());
+            if inner == Some(id) {
+                return p;
+            }
+        }
+    }
+    id
+}
+
 fn interactor(a: &[String]) {
     use std::io::BufRead;
     let secret: u32 = std::fs::read_to_string(&a[1])
@@ -314,7 +343,7 @@ fn main() {
             let secs: String = arg(&a, 2, "seconds");
             for _ in 0..n {
                 let c = spawn_self(&["sleep", &secs]).unwrap();
-                println!("{}", c.id());
+                println!("{}", outside_pid(c.id()));
             }
             out.flush().unwrap();
             std::thread::sleep(Duration::from_secs_f64(secs.parse().unwrap_or(0.0)));
@@ -323,14 +352,14 @@ fn main() {
             // A child that starts a grandchild and returns at once.
             let secs: String = arg(&a, 1, "seconds");
             let c = spawn_self(&["sleep", &secs]).unwrap();
-            println!("{}", c.id());
+            println!("{}", outside_pid(c.id()));
         }
         "escape-group" => {
             // A child that leaves the process group (POSIX; on Windows a plain
             // child), then this process lingers a moment and returns.
             let secs: String = arg(&a, 1, "seconds");
             let c = spawn_self(&["new-group-sleep", &secs]).unwrap();
-            println!("{}", c.id());
+            println!("{}", outside_pid(c.id()));
             out.flush().unwrap();
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -347,7 +376,7 @@ fn main() {
             // process, which returns at once: the classic daemon.
             let secs: String = arg(&a, 1, "seconds");
             let c = spawn_self(&["setsid-sleep", &secs]).unwrap();
-            println!("{}", c.id());
+            println!("{}", outside_pid(c.id()));
         }
         "setsid-sleep" => {
             new_session();
@@ -367,7 +396,7 @@ fn main() {
                 .stdin(Stdio::null())
                 .spawn()
                 .unwrap();
-            println!("{}", c.id());
+            println!("{}", outside_pid(c.id()));
         }
         "spin-children" => {
             // N children that burn SECS of CPU each (their own CPU clock),

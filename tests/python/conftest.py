@@ -31,6 +31,12 @@ if NO_SSL:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_shims, os.environ.get("PYTHONPATH")) if p)
 
 
+PID = "(int(os.readlink('/proc/self')) if sys.platform == 'linux' else os.getpid())"
+"""A Python expression for a child's code (which imports os and sys): its
+pid as the supervisor numbers it. On Linux a run has a PID namespace of its
+own, where it is 2; /proc is the supervisor's, so /proc/self names it there."""
+
+
 def py(code: str) -> list[str]:
     """argv that runs ``code`` in a child Python."""
     return [PY, "-c", textwrap.dedent(code)]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import winsandbox
-from conftest import WINE, alive, gone_soon, py
+from conftest import PID, WINE, alive, gone_soon, py
 from winsandbox import Job, Limits, Verdict
 
 
@@ -40,7 +40,7 @@ def test_run_async_does_not_block_the_loop() -> None:
 
 def test_cancel_kills_the_job(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    code = f"import os, sys, time; open({str(pidfile)!r}, 'w').write(str({PID})); time.sleep(60)"
 
     async def main() -> None:
         task = asyncio.create_task(winsandbox.run_async(py(code)))
@@ -73,7 +73,7 @@ def test_run_many_bounds_concurrency(tmp_path: Path) -> None:
     code = (
         "import os, sys, time\n"
         "d = sys.argv[1]\n"
-        "p = os.path.join(d, str(os.getpid())); open(p, 'w').close()\n"
+        f"p = os.path.join(d, str({PID})); open(p, 'w').close()\n"
         "time.sleep(0.5)\n"
         "print(len(os.listdir(d)))\n"
         "os.remove(p)\n"
@@ -184,7 +184,7 @@ def test_run_many_ctrl_c_kills_what_runs(tmp_path: Path) -> None:
     import signal
 
     pidfile = tmp_path / "pid"
-    code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    code = f"import os, sys, time; open({str(pidfile)!r}, 'w').write(str({PID})); time.sleep(60)"
 
     def interrupt() -> None:
         deadline = time.monotonic() + 30

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import winsandbox
-from conftest import PY, WINE, gone_soon, py, skip_under_wine, skip_where_wine_server_crashes
+from conftest import PID, PY, WINE, gone_soon, py, skip_under_wine, skip_where_wine_server_crashes
 from winsandbox import DEVNULL, Limits, SandboxError, Verdict
 
 
@@ -175,10 +175,11 @@ def test_one_process_allowed_and_one_child_started_gives_ple(limit: str) -> None
 
 
 def test_grandchild_is_killed_and_not_waited_for() -> None:
+    grandchild = f"import os, sys, time; print({PID}, flush=True); time.sleep(60)"
     code = (
         "import subprocess, sys\n"
-        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        "print(p.pid, flush=True)\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=subprocess.PIPE)\n"
+        "print(p.stdout.readline().decode().strip(), flush=True)\n"
     )
     t = time.monotonic()
     o = winsandbox.run(py(code), text=True)
@@ -237,7 +238,7 @@ def test_many_threads_at_once() -> None:
 
 def test_ctrl_c_raises_and_leaves_nothing_running(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    code = f"import os, sys, time; open({str(pidfile)!r}, 'w').write(str({PID})); time.sleep(60)"
 
     def interrupt() -> None:
         deadline = time.monotonic() + 30

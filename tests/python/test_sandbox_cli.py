@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import winsandbox
-from conftest import PY, WINE, alive, gone_soon, py
+from conftest import PID, PY, WINE, alive, gone_soon, py
 from winsandbox import Limits, Sandbox
 
 KILLED_CODE = 0xE0575342  # "WSBK": the exit code of a process the sandbox ends on Windows
@@ -34,7 +34,7 @@ def test_sandbox_sees_its_processes_and_terminates_them(tmp_path: Path) -> None:
     with Sandbox(Limits(memory="512M")) as sb:
         outs = [tmp_path / f"{i}.txt" for i in range(2)]
         procs = [
-            sb.spawn(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"), stdout=o) for o in outs
+            sb.spawn(py(f"import os, sys, time; print({PID}, flush=True); time.sleep(60)"), stdout=o) for o in outs
         ]
         pids = [int(_wait_for(o, 1)[0]) for o in outs]
         assert sorted(pids) == sorted(p.pid for p in procs)
@@ -59,7 +59,7 @@ def test_sandbox_sees_its_processes_and_terminates_them(tmp_path: Path) -> None:
 def test_a_sandbox_process_is_killed_alone(tmp_path: Path) -> None:
     with Sandbox() as sb:
         outs = [tmp_path / f"{i}.txt" for i in range(2)]
-        a, b = (sb.spawn(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"), stdout=o) for o in outs)
+        a, b = (sb.spawn(py(f"import os, sys, time; print({PID}, flush=True); time.sleep(60)"), stdout=o) for o in outs)
         for o in outs:
             _wait_for(o, 1)
         assert a.args[0] == b.args[0] and a.args[-1].endswith("time.sleep(60)")
@@ -72,8 +72,8 @@ def test_a_sandbox_process_is_killed_alone(tmp_path: Path) -> None:
 
 
 def test_sandbox_reports_each_process(tmp_path: Path) -> None:
-    hog = "import os, time; b = bytearray(64 << 20); print(os.getpid(), flush=True); time.sleep(60)"
-    idle = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+    hog = f"import os, sys, time; b = bytearray(64 << 20); print({PID}, flush=True); time.sleep(60)"
+    idle = f"import os, sys, time; print({PID}, flush=True); time.sleep(60)"
     with Sandbox() as sb:
         outs = [tmp_path / "hog.txt", tmp_path / "idle.txt"]
         for code, out in zip([hog, idle], outs):
@@ -96,7 +96,7 @@ def test_sandbox_reports_each_process(tmp_path: Path) -> None:
 def test_closing_the_sandbox_kills_everything(tmp_path: Path) -> None:
     out = tmp_path / "pid.txt"
     sb = Sandbox()
-    sb.spawn(py("import os, time; print(os.getpid(), flush=True); time.sleep(60)"), stdout=out)
+    sb.spawn(py(f"import os, sys, time; print({PID}, flush=True); time.sleep(60)"), stdout=out)
     pid = int(_wait_for(out, 1)[0])
     assert alive(pid)
     sb.close()
@@ -169,10 +169,10 @@ def test_cli_signal_ends_the_run_and_its_tree_at_once(tmp_path: Path, sig: str) 
     import signal
 
     pids = tmp_path / "pids"
+    grandchild = f"import os, sys, time; open({str(pids)!r}, 'w').write(str({PID}) + chr(10)); time.sleep(60)"
     code = f"""
         import subprocess, sys, time
-        c = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        open({str(pids)!r}, "w").write(f"{{c.pid}}\\n")
+        c = subprocess.Popen([sys.executable, "-c", {grandchild!r}])
         time.sleep(60)
     """
     p = subprocess.Popen(
