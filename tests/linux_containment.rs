@@ -10,22 +10,33 @@ use std::time::{Duration, Instant};
 use common::*;
 use winsandbox::{Limits, Verdict};
 
-/// Whether jobs get cgroups here: as root they must (the CI machines);
-/// elsewhere the test is skipped, and says so.
-fn contained() -> bool {
+/// Whether runs here get what `not_applied` would name `missing` when
+/// not: as root they must (the CI machines); elsewhere the test is skipped,
+/// and says so.
+fn given(missing: &str, what: &str) -> bool {
     let o = winsandbox::run(&probe_cmd(&["exit", "0"])).unwrap();
-    let missing = o.not_applied.iter().any(|n| n.limit == "containment");
+    let lacking = o.not_applied.iter().any(|n| n.limit == missing);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     assert!(
-        !(missing && root),
-        "running as root, yet no job cgroup: {:?}",
+        !(lacking && root),
+        "running as root, yet no {what}: {:?}",
         o.not_applied
     );
-    if missing {
-        eprintln!("skipped: no writable cgroup for this user");
+    if lacking {
+        eprintln!("skipped: no {what} for this user");
     }
-    !missing
+    !lacking
+}
+
+/// Whether jobs get cgroups here.
+fn contained() -> bool {
+    given("containment", "job cgroup")
+}
+
+/// Whether runs get a PID namespace here.
+fn namespaced() -> bool {
+    given("pid_namespace", "PID namespace")
 }
 
 #[test]
@@ -209,24 +220,6 @@ fn the_cgroups_of_a_job_are_removed_when_it_ends() {
         }
         return;
     }
-}
-
-/// Whether runs get a PID namespace here: as root they must (the CI
-/// machines); elsewhere the test is skipped, and says so.
-fn namespaced() -> bool {
-    let o = winsandbox::run(&probe_cmd(&["exit", "0"])).unwrap();
-    let missing = o.not_applied.iter().any(|n| n.limit == "pid_namespace");
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    assert!(
-        !(missing && root),
-        "running as root, yet no PID namespace: {:?}",
-        o.not_applied
-    );
-    if missing {
-        eprintln!("skipped: no PID namespace for this user");
-    }
-    !missing
 }
 
 fn sh(script: &str) -> winsandbox::Command {
