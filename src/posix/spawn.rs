@@ -59,6 +59,9 @@ struct Prepared {
     stage: Stage,
     /// The write end of the init's status pipe (a PID namespace), else -1.
     status: libc::c_int,
+    /// The top of the stack the init starts the program on (in the init's
+    /// mapping, below its own: never zeroed, so only what is used is paid).
+    program_stack: usize,
 }
 
 /// What the init writes on its status pipe: [tag, a, b], native-endian i32s.
@@ -157,6 +160,7 @@ fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Result<Prepar
         err: 0,
         stage: Stage::Exec,
         status: -1,
+        program_stack: 0,
     })
 }
 
@@ -234,8 +238,14 @@ impl InitStack {
         })
     }
 
+    /// The top of the init's own stack.
     fn top(&self) -> *mut libc::c_void {
         ((self.base as usize + self.len) & !15) as *mut libc::c_void
+    }
+
+    /// The top of the program's start-up stack: the lowest 64 KiB.
+    fn program_top(&self) -> usize {
+        (self.base as usize + 64 * 1024) & !15
     }
 }
 
@@ -273,9 +283,7 @@ unsafe fn init_steps(p: &mut Prepared) -> ! {
         // kept open here would keep that run from seeing its end of file).
         close_all_but([p.fds[0], p.fds[1], p.fds[2], p.status]);
         p.parent = 1; // the program's parent, as it sees it
-        const STACK: usize = 64 * 1024;
-        let mut stack = [0u8; STACK];
-        let top = ((stack.as_mut_ptr() as usize + STACK) & !15) as *mut libc::c_void;
+        let top = p.program_stack as *mut libc::c_void;
         let pid = libc::clone(
             child_entry,
             top,
@@ -448,6 +456,7 @@ pub(crate) fn spawn(
     };
     p.status = status.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
     let init_stack = status.as_ref().map(|_| InitStack::new()).transpose()?;
+    p.program_stack = init_stack.as_ref().map_or(0, InitStack::program_top);
     const STACK: usize = 256 * 1024;
     let mut stack = vec![0u8; STACK];
     // SAFETY: one past the end of the buffer, aligned down to 16 bytes.
