@@ -329,11 +329,15 @@ impl Running {
         let (out_r, out_w) = stream(&cmd.stdout, "stdout")?;
         let (err_r, err_w) = stream(&cmd.stderr, "stderr")?;
         let job = monitor::register(&cmd.limits);
-        let spawned = start_child(cmd, [&child_in, &out_w, &err_w], &job, true)
-            .inspect_err(|_| monitor::unregister(&job))?;
+        // Started from a lasting thread (see `on_lasting_thread`): the run is
+        // carried by the driver, so it may well outlive the thread that
+        // started it. The child's ends are dropped there once it holds them,
+        // so end of file follows its exit.
+        let (c, j) = (cmd.clone(), job.clone());
+        let spawned =
+            on_lasting_thread(move || start_child(&c, [&child_in, &out_w, &err_w], &j, true))
+                .inspect_err(|_| monitor::unregister(&job))?;
         let pid = spawned.program;
-        // Only the child holds its ends now: end of file follows its exit.
-        drop((child_in, out_w, err_w));
         job.add_session(pid);
         // Wall time runs from the moment the process exists.
         job.start_clock();

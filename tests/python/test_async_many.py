@@ -205,3 +205,22 @@ def test_run_many_ctrl_c_kills_what_runs(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 40
     pid = int(pidfile.read_text())
     assert gone_soon(pid)
+
+
+def test_a_run_outlives_the_thread_that_started_it() -> None:
+    """The driver carries a run, so it may outlive the thread that started
+    it (PR_SET_PDEATHSIG follows the starting thread on Linux: runs are
+    started from one lasting thread when not on the main thread)."""
+    from winsandbox._run import _start
+
+    box: list[Any] = []
+    t = threading.Thread(target=lambda: box.append(_start(py("import time; time.sleep(1); print('done')"))))
+    t.start()
+    t.join()
+    time.sleep(0.3)  # the starting thread is gone
+    r = box[0]
+    try:
+        o = r.wait(30)
+    finally:
+        r.close()
+    assert o is not None and (o.verdict, o.stdout.strip()) == (Verdict.OK, b"done"), o
