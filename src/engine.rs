@@ -275,6 +275,32 @@ impl RunState {
     }
 }
 
+/// A job whose owner can end it from any thread (each backend's shared job
+/// state).
+pub trait OwnerKill: Send + Sync {
+    /// Records the owner's kill (`RunState::killed_at`, the first only) and
+    /// ends the whole tree.
+    fn kill_by_owner(&self);
+}
+
+/// Kills a run's whole tree from any thread, without its `Running` (which
+/// the driver or a waiting thread may hold); nothing once the run is gone.
+#[derive(Clone)]
+pub struct Killer(std::sync::Weak<dyn OwnerKill>);
+
+impl Killer {
+    pub fn new<T: OwnerKill + 'static>(job: &Arc<T>) -> Killer {
+        let weak: std::sync::Weak<dyn OwnerKill> = Arc::downgrade(job) as _;
+        Killer(weak)
+    }
+
+    pub fn kill(&self) {
+        if let Some(job) = self.0.upgrade() {
+            job.kill_by_owner();
+        }
+    }
+}
+
 /// The monitor's live jobs, each under a key no other job had (from 1: the
 /// Windows monitor's port uses 0 to wake itself).
 pub struct Registry<T> {

@@ -30,9 +30,10 @@ mod run;
 #[cfg(target_os = "linux")]
 mod spawn;
 
+pub use crate::engine::Killer;
 pub use crate::outcome::Accounting;
 pub use poller::Poller;
-pub use run::{child_pipe, process_alive, Child, Killer, Running, Sandbox};
+pub use run::{child_pipe, process_alive, Child, Running, Sandbox};
 
 /// A pipe end a sandboxed program holds (`command::PipeEnd`).
 pub type PipeHandle = std::os::fd::OwnedFd;

@@ -14,7 +14,7 @@ use super::monitor::{self, clock_ticks, JobShared};
 use super::poller::Poller;
 use crate::command::{Command, Output, Stdin};
 use crate::decide::{self, Ending, Hit, OUTPUT_LIMIT_HIT};
-use crate::engine::{self, Finish, Outputs, RunSteps};
+use crate::engine::{self, Finish, Killer, Outputs, RunSteps};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::outcome::{signal_name, Accounting, NotApplied, Outcome, ProcessInfo, Verdict};
@@ -262,17 +262,10 @@ fn pidfd(pid: i32) -> Option<OwnedFd> {
     None
 }
 
-/// Kills a run's whole tree from any thread, without its [`Running`] (which
-/// a waiting thread may hold); nothing once the run is gone.
-#[derive(Clone)]
-pub struct Killer(std::sync::Weak<JobShared>);
-
-impl Killer {
-    pub fn kill(&self) {
-        if let Some(job) = self.0.upgrade() {
-            job.lock().run.killed_at.get_or_insert_with(Instant::now);
-            job.kill_all();
-        }
+impl engine::OwnerKill for JobShared {
+    fn kill_by_owner(&self) {
+        self.lock().run.killed_at.get_or_insert_with(Instant::now);
+        self.kill_all();
     }
 }
 
@@ -394,7 +387,7 @@ impl Running {
 
     /// What kills this run from any thread, while another waits on it.
     pub fn killer(&self) -> Killer {
-        Killer(Arc::downgrade(&self.job))
+        Killer::new(&self.job)
     }
 
     fn pump_io(&mut self) -> Result<()> {

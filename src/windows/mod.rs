@@ -9,6 +9,7 @@ mod query;
 mod run;
 mod spawn;
 
+pub use crate::engine::Killer;
 pub use crate::outcome::Accounting;
 pub use job::{supervisor_job, JobObject, SupervisorJob};
 pub use pipe::child_pipe;
@@ -17,7 +18,7 @@ pub use poller::Poller;
 /// A pipe end a sandboxed program holds (`command::PipeEnd`).
 pub type PipeHandle = std::os::windows::io::OwnedHandle;
 pub use query::{process_alive, KILL_EXIT_CODE};
-pub use run::{Child, Killer, Running, Sandbox};
+pub use run::{Child, Running, Sandbox};
 pub use spawn::Process;
 
 use windows::core::{s, w};

@@ -1,7 +1,6 @@
 //! One sandboxed run (`Running`) and a long-lived job for several processes
 //! (`Sandbox`), on the Windows backend.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use windows::Win32::Foundation::{HANDLE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
@@ -18,7 +17,7 @@ use super::query::{filetime, process_times, KILL_EXIT_CODE};
 use super::spawn::{spawn, Process, SpawnRequest, Stdio};
 use crate::command::{Command, Output, Stdin};
 use crate::decide::{self, dur_to_timeout_ms, Ending, Hit, OUTPUT_LIMIT_HIT};
-use crate::engine::{self, Finish, Outputs, RunSteps};
+use crate::engine::{self, Finish, Killer, Outputs, RunSteps};
 use crate::error::{Error, Result};
 use crate::jobplan;
 use crate::limits::Limits;
@@ -67,17 +66,10 @@ fn path_str(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// Kills a run's whole tree from any thread, without its [`Running`] (which
-/// a waiting thread may hold); nothing once the run is gone.
-#[derive(Clone)]
-pub struct Killer(std::sync::Weak<JobShared>);
-
-impl Killer {
-    pub fn kill(&self) {
-        if let Some(job) = self.0.upgrade() {
-            job.lock().run.killed_at.get_or_insert_with(Instant::now);
-            job.terminate();
-        }
+impl engine::OwnerKill for JobShared {
+    fn kill_by_owner(&self) {
+        self.lock().run.killed_at.get_or_insert_with(Instant::now);
+        self.terminate();
     }
 }
 
@@ -188,7 +180,7 @@ impl Running {
 
     /// What kills this run from any thread, while another waits on it.
     pub fn killer(&self) -> Killer {
-        Killer(Arc::downgrade(&self.job.shared))
+        Killer::new(&self.job.shared)
     }
 
     /// Whether the owner killed the run before its exit was seen.
