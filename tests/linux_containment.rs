@@ -298,3 +298,33 @@ fn a_supervisor_killed_outright_takes_every_process_of_its_runs_along() {
         std::fs::read_to_string(&mark)
     );
 }
+
+#[test]
+fn a_supervisor_that_is_not_root_still_gets_a_pid_namespace() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root (to become nobody) and setpriv");
+        return;
+    }
+    // The CLI as nobody, from a folder nobody may read (the build's may not be).
+    let dir = std::env::temp_dir().join(format!("wsb-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cli = dir.join("winsandbox");
+    std::fs::copy(env!("CARGO_BIN_EXE_winsandbox"), &cli).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&cli)
+        .args(["run", "--json", "--", "/bin/sh", "-c", "echo $$ $PPID"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("\"stdout\": \"2 1\\n\""), "{json}");
+    assert!(!json.contains("pid_namespace"), "{json}");
+    // No cgroup for nobody here: said so, not silently weaker.
+    assert!(json.contains("\"limit\": \"containment\""), "{json}");
+}

@@ -9,9 +9,11 @@
 //! `execve`. An exec failure's errno comes back through the shared memory.
 //! Elsewhere: `std::process::Command` with the same steps in `pre_exec`.
 //!
-//! Linux, where the system allows it (root, or a kernel that lets this
-//! user): the program runs in a PID namespace of its own, under a small
-//! init of ours as its PID 1 (`init_steps`), as isolate and nsjail do. When
+//! Linux, where the system allows it: the program runs in a PID namespace
+//! of its own, under a small init of ours as its PID 1 (`init_steps`), as
+//! isolate and nsjail do; for a supervisor that is not root, inside a user
+//! namespace of its own too (no uid map: the program keeps the supervisor
+//! user's rights on files, and has no privilege outside). When
 //! the program ends, the init reports its wait status through a pipe and
 //! exits, and the kernel ends every process left in the namespace: no
 //! setsid or double fork escapes it, and the program sees, and can signal,
@@ -430,13 +432,24 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     unsafe { child_steps(&mut *(arg as *mut Prepared)) }
 }
 
-/// Whether PID namespaces could be made here (they are tried until one
-/// fails for want of the right: root, or a kernel that lets this user).
-static PID_NS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// How this supervisor makes a run's PID namespace: 0, as root (or with
+/// CAP_SYS_ADMIN); 1, inside a user namespace of its own, for a supervisor
+/// without that right (the program then has no privilege outside it, and
+/// its files are still the supervisor user's); 2, not at all (the system
+/// gives this user neither). Each way is tried until it fails once.
+static PID_NS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Whether runs get a PID namespace of their own on this system.
 pub(crate) fn pid_namespaces() -> bool {
-    PID_NS.load(std::sync::atomic::Ordering::Relaxed)
+    PID_NS.load(std::sync::atomic::Ordering::Relaxed) < 2
+}
+
+/// The `clone` flags that make the namespaces the [`PID_NS`] way `level`.
+fn ns_flags(level: u8) -> libc::c_int {
+    match level {
+        0 => libc::CLONE_NEWPID,
+        _ => libc::CLONE_NEWUSER | libc::CLONE_NEWPID,
+    }
 }
 
 /// Starts `cmd` with `fds` as its stdin, stdout, stderr, in a PID namespace
@@ -456,6 +469,7 @@ pub(crate) fn spawn(
     };
     p.status = status.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
     let init_stack = status.as_ref().map(|_| InitStack::new()).transpose()?;
+    let level = PID_NS.load(std::sync::atomic::Ordering::Relaxed);
     p.program_stack = init_stack.as_ref().map_or(0, InitStack::program_top);
     const STACK: usize = 256 * 1024;
     let mut stack = vec![0u8; STACK];
@@ -481,7 +495,7 @@ pub(crate) fn spawn(
             libc::clone(
                 init_entry,
                 st.top(),
-                libc::CLONE_VM | libc::CLONE_NEWPID | libc::SIGCHLD,
+                libc::CLONE_VM | ns_flags(level) | libc::SIGCHLD,
                 arg,
             )
         },
@@ -507,9 +521,15 @@ pub(crate) fn spawn(
                 Some(libc::EPERM | libc::EINVAL | libc::ENOSPC)
             )
         {
-            // No right to a PID namespace here: without, and said so.
-            PID_NS.store(false, std::sync::atomic::Ordering::Relaxed);
-            return spawn(cmd, fds, join, false);
+            // No right to this way here: the next (in a user namespace of
+            // its own; then none, and `not_applied` says so).
+            let _ = PID_NS.compare_exchange(
+                level,
+                level + 1,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            return spawn(cmd, fds, join, true);
         }
         return Err(Error::from_io(
             format!("clone for {:?}", cmd.program),
