@@ -41,10 +41,7 @@ impl Done {
         let mut st = engine::lock(&self.state);
         loop {
             if let Some(r) = &st.result {
-                return Some(match r {
-                    Ok(o) => Ok(o.clone()),
-                    Err(e) => Err(e.clone()),
-                });
+                return Some(r.clone());
             }
             st = match deadline {
                 None => self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
@@ -228,15 +225,12 @@ fn run_thread(d: &Driver) {
 /// Moves one run along without blocking; its result once it is over.
 fn step(e: &mut Entry, epoch: Instant) -> Option<Result<Outcome>> {
     let r = &mut e.run;
-    if let Err(err) = r.pump() {
-        return Some(Err(err));
+    match engine::advance(r) {
+        Err(err) => return Some(Err(err)),
+        Ok(Some(o)) => return Some(Ok(o)),
+        Ok(None) => {}
     }
     let now = Instant::now();
-    let drained = r.drained();
-    if r.finish().over(drained, now) {
-        let o = r.outcome();
-        return Some(Ok(r.finish().keep(o)));
-    }
     match r.check(now) {
         Err(err) => Some(Err(err)),
         Ok((Some(o), _)) => Some(Ok(r.finish().keep(o))),

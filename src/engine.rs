@@ -164,11 +164,8 @@ pub fn wait(r: &mut impl RunSteps, timeout: Option<Duration>) -> Result<Option<O
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        r.pump()?;
-        let drained = r.drained();
-        if r.finish().over(drained, Instant::now()) {
-            let o = r.outcome();
-            return Ok(Some(r.finish().keep(o)));
+        if let Some(o) = advance(r)? {
+            return Ok(Some(o));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
@@ -178,6 +175,19 @@ pub fn wait(r: &mut impl RunSteps, timeout: Option<Duration>) -> Result<Option<O
             return Ok(Some(r.finish().keep(o)));
         }
     }
+}
+
+/// One step of a run, without blocking, the same for a blocking wait and
+/// the driver thread: its pipes and exit moved along, and its outcome, made
+/// and kept, once it is over.
+pub fn advance(r: &mut impl RunSteps) -> Result<Option<Outcome>> {
+    r.pump()?;
+    let drained = r.drained();
+    if r.finish().over(drained, Instant::now()) {
+        let o = r.outcome();
+        return Ok(Some(r.finish().keep(o)));
+    }
+    Ok(None)
 }
 
 /// What a job's owner and the monitor both read and write, on any backend.

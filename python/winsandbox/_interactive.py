@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Optional, TypedDict, TypeVar, Un
 from . import _winsandbox
 from ._command import StrPath, _argv, _cwd, _env_changes, _output
 from ._errors import _sandbox_error
-from ._limits import Limits
+from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Verdict, _outcome
 from ._run import _end_of, _wait
 
@@ -62,10 +62,8 @@ class InteractiveOptions(TypedDict, total=False):
 def _start(
     solution: Sequence[StrPath], interactor: Sequence[StrPath], **o: Unpack[InteractiveOptions]
 ) -> _winsandbox.Interaction:
-    limits, interactor_limits = o.get("limits"), o.get("interactor_limits")
-    for name, lim in (("limits", limits), ("interactor_limits", interactor_limits)):
-        if lim is not None and not isinstance(lim, Limits):
-            raise TypeError(f"{name}: expected winsandbox.Limits, got {lim!r}")
+    limits = _limits_arg("limits", o.get("limits"))
+    interactor_limits = _limits_arg("interactor_limits", o.get("interactor_limits"))
     codes = o.get("codes")
     table = TESTLIB_CODES if codes is None else codes
     if not isinstance(table, Mapping):

@@ -107,3 +107,10 @@ class Limits:
             if k not in known:
                 raise ValueError(f"limits: unknown field {k!r} (known: {', '.join(sorted(known))})")
         return cls(**d)
+
+
+def _limits_arg(name: str, value: object) -> Optional[Limits]:
+    """The argument ``name``: None or a `Limits`, else a TypeError naming it."""
+    if value is not None and not isinstance(value, Limits):
+        raise TypeError(f"{name}: expected winsandbox.Limits, got {value!r}")
+    return value

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, TypedDict, T
 from . import _winsandbox
 from ._command import DEVNULL, PIPE, StrPath, _argv, _cwd, _env_changes, _input_bytes, _output, _stdin_file
 from ._errors import _sandbox_error
-from ._limits import Limits
+from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Verdict, _outcome
 
 if TYPE_CHECKING:
@@ -104,9 +104,7 @@ def _start(
     spawn_path: str = "auto",
 ) -> _winsandbox.Run:
     argv = _argv(args)
-    lim = limits if limits is not None else _NO_LIMITS
-    if not isinstance(lim, Limits):
-        raise TypeError(f"limits: expected winsandbox.Limits, got {lim!r}")
+    lim = _limits_arg("limits", limits) or _NO_LIMITS
     if timeout is not None:
         lim = lim.replace(wall_time=min(timeout, lim.wall_time) if lim.wall_time else timeout)
     if input is not None and stdin is not None:

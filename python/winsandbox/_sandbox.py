@@ -10,7 +10,7 @@ from typing import Optional
 from . import _winsandbox
 from ._command import StrPath, _argv, _cwd, _env_changes, _output, _stdin_file
 from ._errors import _sandbox_error
-from ._limits import Limits
+from ._limits import Limits, _limits_arg
 from ._outcome import Accounting, ProcessInfo, Verdict
 
 
@@ -61,9 +61,7 @@ class Sandbox:
     block (or `close`) kills every process in it."""
 
     def __init__(self, limits: Optional[Limits] = None) -> None:
-        lim = limits if limits is not None else Limits()
-        if not isinstance(lim, Limits):
-            raise TypeError(f"limits: expected winsandbox.Limits, got {lim!r}")
+        lim = _limits_arg("limits", limits) or Limits()
         try:
             self._native = _winsandbox.Sandbox(lim)
         except OSError as e:

@@ -39,7 +39,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on what is installed
     raise ImportError("winsandbox.celery needs Celery and redis: pip install 'winsandbox[celery]'") from e
 
-from ._limits import Limits
+from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Worker
 from ._run import Job, _failed, _run_job
 from ._winsandbox import backend_name
@@ -148,8 +148,7 @@ def run_many(
     within ``timeout`` seconds of this call yields verdict ``SE`` with
     ``error`` set: one failure never stops the batch. ``limits`` applies to
     jobs without their own. Stopping early revokes the jobs not yet started."""
-    if limits is not None and not isinstance(limits, Limits):
-        raise TypeError(f"limits: expected winsandbox.Limits, got {limits!r}")
+    _limits_arg("limits", limits)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"timeout: expected seconds > 0, got {timeout!r}")
     a = app if app is not None else globals()["app"]

@@ -478,10 +478,7 @@ impl Running {
             // `ru`: the init reaped it). None: the init was killed first.
             #[cfg(target_os = "linux")]
             if let Some(fd) = &self.status {
-                status = match super::spawn::read_msg(fd) {
-                    Some([2, st, _]) => st,
-                    _ => libc::SIGKILL,
-                };
+                status = super::spawn::program_status(fd);
                 self.init_stack = None; // the init is gone
             }
             self.exit = Some((status, ru, Instant::now()));

@@ -593,8 +593,18 @@ fn program_of(init: libc::pid_t) -> Option<libc::pid_t> {
         .ok()
 }
 
+/// The program's wait status, read from its init's status pipe once the
+/// init has ended: as the init reported it, or SIGKILL where the init was
+/// killed before it could.
+pub(crate) fn program_status(fd: &OwnedFd) -> libc::c_int {
+    match read_msg(fd) {
+        Some([MSG_ENDED, st, _]) => st,
+        _ => libc::SIGKILL,
+    }
+}
+
 /// One message of an init's status pipe (blocking); None at its end.
-pub(crate) fn read_msg(fd: &OwnedFd) -> Option<[i32; 3]> {
+fn read_msg(fd: &OwnedFd) -> Option<[i32; 3]> {
     let mut buf = [0i32; 3];
     let want = std::mem::size_of_val(&buf);
     loop {
