@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::command::{Command, Output, Stdin};
+use crate::command::{Command, Level, Output, Stdin};
 use crate::interactive::{Interaction, Interactive};
 use crate::limits::{parse_duration, parse_size, Priority};
 use crate::outcome::{Outcome, Verdict};
@@ -36,6 +36,11 @@ stdio and environment:
   --stderr FILE          stderr to FILE (default: captured)
   --cwd DIR              working directory
   --env NAME=VALUE       set a variable (repeatable); --clean-env starts empty
+isolation:
+  --isolation LEVEL      none (default), strict (no network) or restricted; a level
+                         this system does not enforce is SE (exit 3), nothing started
+  --readable PATH        a path the program may read (repeatable; with a level)
+  --writable PATH        a path the program may read and write (repeatable)
 output:
   --json                 print the outcome as one JSON object
 
@@ -109,6 +114,9 @@ fn apply(
         "--stdout" => cmd.stdout = Output::File(PathBuf::from(val()?)),
         "--stderr" => cmd.stderr = Output::File(PathBuf::from(val()?)),
         "--cwd" => cmd.cwd = Some(PathBuf::from(val()?)),
+        "--isolation" => cmd.isolation.level = Level::parse(&val()?).map_err(e)?,
+        "--readable" => cmd.isolation.readable.push(PathBuf::from(val()?)),
+        "--writable" => cmd.isolation.writable.push(PathBuf::from(val()?)),
         "--env" => {
             let v = val()?;
             let (k, x) = v
@@ -430,6 +438,7 @@ pub fn main_until(
                 let o = Outcome {
                     verdict: Some(Verdict::Se),
                     error: Some(e.to_string()),
+                    isolation: inv.command.isolation.level,
                     ..Default::default()
                 };
                 let _ = writeln!(out, "{}", o.to_json(false));

@@ -87,6 +87,83 @@ pub enum SpawnPath {
     Suspended,
 }
 
+/// How far the program is kept from what it was not granted (the README's
+/// isolation table). Orthogonal to the limits; a level this system cannot
+/// enforce is refused before the program starts (`Error::Isolation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// No isolation beyond the job: today's behaviour.
+    #[default]
+    None,
+    /// The system's files, its program and the paths granted to read; its
+    /// working directory and the paths granted to write; no network, no
+    /// process or object outside its job.
+    Strict,
+    /// As strict, with the host's network (for programs strict breaks).
+    Restricted,
+}
+
+impl Level {
+    pub const ALL: [Level; 3] = [Level::None, Level::Strict, Level::Restricted];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::None => "none",
+            Level::Strict => "strict",
+            Level::Restricted => "restricted",
+        }
+    }
+
+    /// The level named `s` ("none", "strict", "restricted").
+    pub fn parse(s: &str) -> crate::Result<Level> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::invalid("isolation", format!("{s:?} (none, strict, restricted)"))
+            })
+    }
+}
+
+/// The isolation a run asks for: its level and the paths granted to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Isolation {
+    pub level: Level,
+    /// Paths the program may read (files or folders), besides the system's.
+    pub readable: Vec<PathBuf>,
+    /// Paths the program may read and write, besides its working directory.
+    pub writable: Vec<PathBuf>,
+}
+
+impl Isolation {
+    /// Bad grants are errors naming the argument, before anything starts:
+    /// grants need a level, and name existing absolute paths.
+    pub fn validate(&self) -> crate::Result<()> {
+        for (field, paths) in [("readable", &self.readable), ("writable", &self.writable)] {
+            if !paths.is_empty() && self.level == Level::None {
+                return Err(crate::Error::invalid(
+                    field,
+                    "paths are granted only with an isolation level (strict or restricted)",
+                ));
+            }
+            for p in paths {
+                if !p.exists() {
+                    return Err(crate::Error::os(
+                        format!("{field} {p:?}: no such file or directory"),
+                        not_found_code(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The system's code for "no such file" (errno ENOENT, Win32 ERROR_FILE_NOT_FOUND: both 2).
+fn not_found_code() -> i32 {
+    2
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Command {
     pub program: String,
@@ -98,6 +175,7 @@ pub struct Command {
     pub stderr: Output,
     pub limits: Limits,
     pub spawn_path: SpawnPath,
+    pub isolation: Isolation,
 }
 
 impl Command {

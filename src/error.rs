@@ -17,6 +17,13 @@ pub enum Error {
     /// The sandbox could not do what was asked, and no OS call failed with
     /// a code to tell (an unexpected state, a thread that could not start).
     Sandbox { message: String },
+    /// An isolation level this system does not enforce: nothing was started.
+    /// `code` is the OS code of the call that refused, when one did.
+    Isolation {
+        level: crate::command::Level,
+        message: String,
+        code: Option<i32>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -51,6 +58,19 @@ impl Error {
         }
     }
 
+    /// `level` is not enforced here (`message` says what is missing).
+    pub fn isolation(
+        level: crate::command::Level,
+        message: impl Into<String>,
+        code: Option<i32>,
+    ) -> Self {
+        Error::Isolation {
+            level,
+            message: message.into(),
+            code,
+        }
+    }
+
     pub fn from_io(op: impl Into<String>, source: io::Error) -> Self {
         Error::Os {
             op: op.into(),
@@ -62,6 +82,7 @@ impl Error {
     pub fn os_code(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
+            Error::Isolation { code, .. } => *code,
             Error::Invalid { .. } | Error::Sandbox { .. } => None,
         }
     }
@@ -81,6 +102,11 @@ impl Clone for Error {
                 },
             },
             Error::Sandbox { message } => Error::sandbox(message.clone()),
+            Error::Isolation {
+                level,
+                message,
+                code,
+            } => Error::isolation(*level, message.clone(), *code),
         }
     }
 }
@@ -91,6 +117,21 @@ impl fmt::Display for Error {
             Error::Invalid { field, message } => write!(f, "invalid {field}: {message}"),
             Error::Os { op, source } => write!(f, "{op} failed: {source}"),
             Error::Sandbox { message } => f.write_str(message),
+            Error::Isolation {
+                level,
+                message,
+                code,
+            } => {
+                write!(
+                    f,
+                    "isolation {:?} is not enforced on this system, nothing was started: {message}",
+                    level.as_str()
+                )?;
+                match code {
+                    Some(c) => write!(f, " (OS error {c})"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -99,7 +140,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Os { source, .. } => Some(source),
-            Error::Invalid { .. } | Error::Sandbox { .. } => None,
+            Error::Invalid { .. } | Error::Sandbox { .. } | Error::Isolation { .. } => None,
         }
     }
 }

@@ -147,6 +147,8 @@ pub struct Outcome {
     /// Output beyond `output_limit` was dropped.
     pub truncated: bool,
     pub not_applied: Vec<NotApplied>,
+    /// The isolation level it ran under.
+    pub isolation: crate::command::Level,
     /// For `SE`: what failed.
     pub error: Option<String>,
 }
@@ -208,6 +210,7 @@ impl Outcome {
             })
             .collect();
         field("not_applied", format!("[{}]", na.join(", ")));
+        field("isolation", json_str(self.isolation.as_str()));
         field("error", opt(self.error.as_deref().map(json_str)));
         s.push('}');
         s

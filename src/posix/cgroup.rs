@@ -236,8 +236,10 @@ pub struct JobCgroup {
     memory: Option<PathBuf>,
     cpuacct: Option<PathBuf>,
     freezer: Option<PathBuf>,
-    /// The `cgroup.procs` of each, for the child to join before exec.
-    procs: Vec<CString>,
+    /// The `cgroup.procs` of each, open for writing: the child joins by
+    /// writing "0" into each before exec (an isolated one, from a view of
+    /// the files where the cgroups cannot be seen).
+    procs: Vec<std::os::fd::OwnedFd>,
     /// The job's total CPU, kept open: the monitor reads it at every sample
     /// of every job (one `pread`; a cgroup file is made anew at offset 0).
     /// `cpuacct.usage` (ns), else `cpu.stat` (its `usage_usec`).
@@ -323,7 +325,13 @@ impl JobCgroup {
         }
         cg.procs = cg
             .dirs()
-            .filter_map(|d| CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).ok())
+            .filter_map(|d| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))
+                    .ok()
+                    .map(std::os::fd::OwnedFd::from)
+            })
             .collect();
         (!cg.procs.is_empty()).then_some(cg)
     }
@@ -334,9 +342,10 @@ impl JobCgroup {
             .flatten()
     }
 
-    /// The `cgroup.procs` files a new process writes "0" into to join.
-    pub fn procs_files(&self) -> &[CString] {
-        &self.procs
+    /// The open `cgroup.procs` files a new process writes "0" into to join.
+    pub fn procs_files(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.procs.iter().map(|f| f.as_raw_fd()).collect()
     }
 
     /// The processes in the job now (its `cgroup.procs`).

@@ -24,6 +24,8 @@
 
 mod cgroup;
 mod exec;
+#[cfg(target_os = "linux")]
+mod isolate;
 mod monitor;
 mod poller;
 mod run;

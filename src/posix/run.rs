@@ -112,6 +112,9 @@ pub(crate) struct Spawned {
     /// With an init: its stack, kept until it has been reaped.
     #[cfg(target_os = "linux")]
     pub init_stack: Option<super::spawn::InitStack>,
+    /// An isolated run's working directory and grants, undone at its end.
+    #[cfg(target_os = "linux")]
+    pub leftovers: Option<super::spawn::Leftovers>,
 }
 
 /// Starts `cmd` into `job` (its cgroups, a new session) with `fds` as its
@@ -125,11 +128,18 @@ fn start_child(
 ) -> Result<Spawned> {
     #[cfg(target_os = "linux")]
     {
-        let join = job.cg.as_ref().map_or(&[][..], |c| c.procs_files());
-        super::spawn::spawn(cmd, fds, join, own_pid_ns)
+        let join = job.cg.as_ref().map_or_else(Vec::new, |c| c.procs_files());
+        super::spawn::spawn(cmd, fds, &join, own_pid_ns)
     }
     #[cfg(not(target_os = "linux"))]
     {
+        if cmd.isolation.level != crate::command::Level::None {
+            return Err(Error::isolation(
+                cmd.isolation.level,
+                "this system has no isolation mechanism of winsandbox's (Linux and Windows only)",
+                None,
+            ));
+        }
         let _ = job; // no cgroups on this system
         let dup = |f: &OwnedFd| -> Result<StdStdio> {
             Ok(StdStdio::from(f.try_clone().map_err(|e| io_err("dup", e))?))
@@ -290,11 +300,17 @@ pub struct Running {
     exit: Option<(libc::c_int, libc::rusage, Instant)>,
     not_applied: Vec<NotApplied>,
     finish: Finish,
+    isolation: crate::command::Level,
+    /// An isolated run's working directory and grants: undone last, once
+    /// the init (and so everything in its namespace) is gone.
+    #[cfg(target_os = "linux")]
+    _leftovers: Option<super::spawn::Leftovers>,
 }
 
 impl Running {
     pub fn start(cmd: &Command) -> Result<Running> {
         cmd.limits.validate()?;
+        cmd.isolation.validate()?;
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
             std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))
         })?;
@@ -360,6 +376,9 @@ impl Running {
             status: spawned.status,
             #[cfg(target_os = "linux")]
             init_stack: spawned.init_stack,
+            #[cfg(target_os = "linux")]
+            _leftovers: spawned.leftovers,
+            isolation: cmd.isolation.level,
             pidfd: pidfd(spawned.wait_pid),
             started,
             stdin,
@@ -543,6 +562,7 @@ impl Running {
             read_bytes: (ru.ru_inblock.max(0) as u64) * 512,
             write_bytes: (ru.ru_oublock.max(0) as u64) * 512,
             not_applied: self.not_applied.clone(),
+            isolation: self.isolation,
             ..Default::default()
         };
         let hit = st.run.hit;
@@ -847,6 +867,12 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
+        if cmd.isolation.level != crate::command::Level::None {
+            return Err(Error::invalid(
+                "isolation",
+                "a Sandbox's processes cannot be isolated yet: use run() for an isolated program",
+            ));
+        }
         let out = |o: &Output, what| -> Result<OwnedFd> {
             Ok(match o {
                 Output::File(p) => OwnedFd::from(

@@ -34,8 +34,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use super::exec::{data_backstop, nice_of, resolve};
+use super::isolate;
 use super::run::Spawned;
-use crate::command::Command;
+use crate::command::{Command, Level};
 use crate::error::{Error, Result};
 
 fn cstring(field: &'static str, s: &[u8]) -> Result<CString> {
@@ -54,8 +55,19 @@ struct Prepared {
     rlimits: Vec<(libc::c_int, libc::rlimit)>,
     nice: Option<libc::c_int>,
     parent: libc::pid_t,
-    /// The job's `cgroup.procs` files: the child joins them first.
-    join: Vec<CString>,
+    /// The job's `cgroup.procs` files, open: the child joins them first.
+    join: Vec<libc::c_int>,
+    /// An isolated run's view of the files, built by its init.
+    view: Option<super::isolate::View>,
+    /// An isolated run's program: what it leaves and reads back before exec.
+    checks: Option<super::isolate::Checks>,
+    /// A canary instead of a program: the bait it must not reach.
+    canary: Option<(CString, u16)>,
+    /// What the canary reached (`isolate::canary_probe`).
+    canary_found: libc::c_int,
+    /// The step of the view (`isolate::enter`) or the check (`confine`) that failed.
+    step: usize,
+    check: i32,
     /// Written by the child when a step fails: the errno, and which step.
     err: libc::c_int,
     stage: Stage,
@@ -74,9 +86,29 @@ const MSG_ENDED: i32 = 2; // a: the program's wait status
 enum Stage {
     Join,
     Exec,
+    /// Building the view, or the program's checks (an isolated run).
+    Isolate,
 }
 
-fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Result<Prepared> {
+impl Stage {
+    fn code(self) -> i32 {
+        match self {
+            Stage::Exec => 0,
+            Stage::Join => 1,
+            Stage::Isolate => 2,
+        }
+    }
+
+    fn of(code: i32) -> Stage {
+        match code {
+            1 => Stage::Join,
+            2 => Stage::Isolate,
+            _ => Stage::Exec,
+        }
+    }
+}
+
+fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[libc::c_int]) -> Result<Prepared> {
     let path = resolve(cmd)?;
     let path = cstring("args", path.as_os_str().as_bytes())?;
     let mut argv_s = vec![cstring("args", cmd.program.as_bytes())?];
@@ -159,6 +191,12 @@ fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[CString]) -> Result<Prepar
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         join: join.to_vec(),
+        view: None,
+        checks: None,
+        canary: None,
+        canary_found: 0,
+        step: 0,
+        check: 0,
         err: 0,
         stage: Stage::Exec,
         status: -1,
@@ -280,10 +318,25 @@ unsafe fn init_steps(p: &mut Prepared) -> ! {
             0,
             0,
         );
+        if let Some(v) = &mut p.view {
+            if let Err((e, step)) = super::isolate::enter(v) {
+                p.step = step;
+                report(p.status, [MSG_STARTED, e, Stage::Isolate.code()]);
+                libc::_exit(127);
+            }
+        }
         // A copy of every descriptor the supervisor had is here: only the
-        // program's three and the status pipe stay (another run's pipe end
-        // kept open here would keep that run from seeing its end of file).
-        close_all_but([p.fds[0], p.fds[1], p.fds[2], p.status]);
+        // program's three, its cgroups and the status pipe stay (another
+        // run's pipe end kept open here would keep that run from seeing its
+        // end of file).
+        let mut keep = [-1; 12];
+        for (k, &fd) in keep
+            .iter_mut()
+            .zip(p.fds.iter().chain(&[p.status]).chain(&p.join))
+        {
+            *k = fd;
+        }
+        close_all_but(&mut keep);
         p.parent = 1; // the program's parent, as it sees it
         let top = p.program_stack as *mut libc::c_void;
         let pid = libc::clone(
@@ -297,7 +350,7 @@ unsafe fn init_steps(p: &mut Prepared) -> ! {
         } else {
             p.err
         };
-        let stage = (p.stage == Stage::Join) as i32;
+        let stage = p.stage.code();
         let status = p.status; // `p` is the supervisor's again after the report
         report(status, [MSG_STARTED, err, stage]);
         if err != 0 {
@@ -327,10 +380,10 @@ unsafe fn init_steps(p: &mut Prepared) -> ! {
 ///
 /// # Safety
 /// Only in the init, whose descriptors are its own copies.
-unsafe fn close_all_but(mut keep: [libc::c_int; 4]) {
+unsafe fn close_all_but(keep: &mut [libc::c_int]) {
     keep.sort_unstable();
     let mut from: libc::c_uint = 3;
-    for k in keep {
+    for &mut k in keep {
         if k >= from as libc::c_int {
             close_range(from, k as libc::c_uint - 1); // nothing when k == from
             from = k as libc::c_uint + 1;
@@ -371,14 +424,12 @@ unsafe fn child_steps(p: &mut Prepared) -> ! {
         default_signals();
         // Into the job's cgroups before anything else, so all it starts
         // is in them too; a job that cannot be joined is not started.
-        for f in &p.join {
-            let fd = libc::open(f.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::write(fd, b"0".as_ptr() as *const _, 1) != 1 {
+        for &fd in &p.join {
+            if libc::write(fd, b"0".as_ptr() as *const _, 1) != 1 {
                 p.err = *libc::__errno_location();
                 p.stage = Stage::Join;
                 libc::_exit(127);
             }
-            libc::close(fd);
         }
         libc::setsid();
         libc::prctl(
@@ -412,11 +463,26 @@ unsafe fn child_steps(p: &mut Prepared) -> ! {
                 libc::_exit(127);
             }
         }
+        // Isolated: leave root, drop every capability, no_new_privs, and
+        // read it all back, before the program's first instruction.
+        if let Some(c) = &p.checks {
+            if let Err((e, check)) = super::isolate::confine(c) {
+                p.err = e;
+                p.check = check;
+                p.stage = Stage::Isolate;
+                libc::_exit(127);
+            }
+        }
         if let Some(d) = &p.cwd {
             if libc::chdir(d.as_ptr()) != 0 {
                 p.err = *libc::__errno_location();
                 libc::_exit(127);
             }
+        }
+        if let Some((secret, port)) = &p.canary {
+            let net = p.view.as_ref().is_some_and(|v| v.net());
+            p.canary_found = super::isolate::canary_probe(secret, *port, net);
+            libc::_exit(0);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
@@ -453,23 +519,183 @@ fn ns_flags(level: u8) -> libc::c_int {
 }
 
 /// Starts `cmd` with `fds` as its stdin, stdout, stderr, in a PID namespace
-/// of its own under our init where `own_pid_ns` and the system allow it.
-/// `join`: the `cgroup.procs` files the program writes itself into first.
+/// of its own under our init where `own_pid_ns` and the system allow it
+/// (always, for an isolated run: else it is refused).
+/// `join`: the open `cgroup.procs` files the program writes itself into first.
 pub(crate) fn spawn(
     cmd: &Command,
     fds: [&OwnedFd; 3],
-    join: &[CString],
+    join: &[libc::c_int],
     own_pid_ns: bool,
 ) -> Result<Spawned> {
-    let mut p = prepare(cmd, fds, join)?;
-    let status = if own_pid_ns && pid_namespaces() {
+    let level = cmd.isolation.level;
+    if level == Level::None {
+        let mut p = prepare(cmd, fds, join)?;
+        return launch(&mut p, cmd, own_pid_ns, None);
+    }
+    cmd.isolation.validate()?;
+    let checks = isolate::Checks::new()?;
+    let canary = isolate::canary_once(level, || canary(level, checks));
+    if let Err(what) = canary {
+        return Err(Error::isolation(level, what, None));
+    }
+    let mut left = Leftovers::default();
+    let cwd = match &cmd.cwd {
+        Some(d) => std::fs::canonicalize(d).map_err(|e| Error::from_io(format!("cwd {d:?}"), e))?,
+        None => {
+            let w = isolate::Workdir::new(checks.uid)?;
+            let d = w.0.clone();
+            left.workdir = Some(w);
+            d
+        }
+    };
+    let mut c = cmd.clone();
+    // The program by its absolute path: its folder is part of the view.
+    let program = resolve(cmd)?;
+    let program = if program.is_absolute() {
+        program
+    } else {
+        cmd.cwd
+            .clone()
+            .map_or_else(std::env::current_dir, Ok)
+            .map_err(|e| Error::from_io("the current directory", e))?
+            .join(program)
+    };
+    c.program = program.to_string_lossy().into_owned();
+    c.cwd = Some(cwd.clone());
+    let view = isolate::plan(
+        level,
+        Some(&program),
+        &cwd,
+        &cmd.isolation.readable,
+        &cmd.isolation.writable,
+    )?;
+    if let Some(uid) = checks.uid {
+        // A root supervisor's program runs as nobody: what it must reach,
+        // and nobody cannot, gets one ACL entry, taken back at the end.
+        let mut need = Vec::new();
+        if left.workdir.is_none() {
+            need.push((cwd.clone(), true));
+        }
+        for w in &cmd.isolation.writable {
+            need.push((w.clone(), true));
+        }
+        for r in cmd
+            .isolation
+            .readable
+            .iter()
+            .cloned()
+            .chain(program.parent().map(|p| p.to_path_buf()))
+        {
+            need.push((r, false));
+        }
+        for (path, write) in need {
+            if !isolate::reachable(&path, write) {
+                left.grants.push(isolate::Grant::new(&path, uid, write)?);
+            }
+        }
+    }
+    let mut p = prepare(&c, fds, join)?;
+    p.view = Some(view);
+    p.checks = Some(checks);
+    let mut s = launch(&mut p, &c, true, Some(level))?;
+    s.leftovers = Some(left);
+    Ok(s)
+}
+
+/// What an isolated run leaves to undo when it ends: the working directory
+/// made for it, the grants made for it.
+#[derive(Debug, Default)]
+pub(crate) struct Leftovers {
+    workdir: Option<isolate::Workdir>,
+    grants: Vec<isolate::Grant>,
+}
+
+/// Proves `level` is enforced here, once: a process under it must not read
+/// a file everyone may read, nor (strict) reach a listener on 127.0.0.1.
+fn canary(level: Level, checks: isolate::Checks) -> isolate::CanaryResult {
+    let fail = |e: Error| format!("its canary could not run: {e}");
+    let bait = isolate::Bait::new().map_err(fail)?;
+    let dir = isolate::Workdir::new(checks.uid).map_err(fail)?;
+    let null = |w| devnull_fd(w).map_err(fail);
+    let (i, o) = (null(false)?, null(true)?);
+    let mut c = Command::new("/bin/true");
+    c.cwd = Some(dir.0.clone());
+    c.isolation.level = level;
+    let view = isolate::plan(level, None, &dir.0, &[], &[]).map_err(fail)?;
+    let mut p = prepare_canary(&c, [&i, &o, &o]).map_err(fail)?;
+    p.view = Some(view);
+    p.checks = Some(checks);
+    p.canary = Some((bait.secret.clone(), bait.port));
+    let s = launch(&mut p, &c, true, Some(level)).map_err(|e| match e {
+        Error::Isolation {
+            message,
+            code: Some(c),
+            ..
+        } => format!(
+            "{message} (OS error {c}: {})",
+            std::io::Error::from_raw_os_error(c)
+        ),
+        Error::Isolation { message, .. } => message,
+        e => fail(e),
+    })?;
+    let mut st = 0;
+    // SAFETY: reaping the canary's init, which exits once the canary has.
+    unsafe { libc::waitpid(s.wait_pid, &mut st, 0) };
+    drop(s);
+    // SAFETY: written by the canary before it exited; it has been reaped.
+    let found = unsafe { std::ptr::read_volatile(&p.canary_found) };
+    let mut reached = Vec::new();
+    if found & 1 != 0 {
+        reached.push("a file it was not granted (the supervisor's, readable by everyone)");
+    }
+    if found & 2 != 0 {
+        reached.push("a listener on 127.0.0.1");
+    }
+    if reached.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("its canary reached {}", reached.join(" and ")))
+    }
+}
+
+/// A canary's `Prepared`: nothing of a program to resolve.
+fn prepare_canary(c: &Command, fds: [&OwnedFd; 3]) -> Result<Prepared> {
+    let mut p = prepare(c, fds, &[])?;
+    p.rlimits.clear();
+    Ok(p)
+}
+
+fn devnull_fd(write: bool) -> Result<OwnedFd> {
+    std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| Error::from_io("opening /dev/null", e))
+}
+
+/// Starts the prepared `p` (of `cmd`): under an init in a PID namespace of
+/// its own where `own_pid_ns` and the system allow it; `isolated`, with the
+/// namespaces of its view (refused, not weakened, where the system says no).
+fn launch(
+    p: &mut Prepared,
+    cmd: &Command,
+    own_pid_ns: bool,
+    isolated: Option<Level>,
+) -> Result<Spawned> {
+    let status = if isolated.is_some() || (own_pid_ns && pid_namespaces()) {
         Some(super::run::child_pipe()?)
     } else {
         None
     };
     p.status = status.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
     let init_stack = status.as_ref().map(|_| InitStack::new()).transpose()?;
-    let level = PID_NS.load(std::sync::atomic::Ordering::Relaxed);
+    let ns_level = PID_NS.load(std::sync::atomic::Ordering::Relaxed);
+    let flags = match (&p.view, &p.checks) {
+        (Some(v), Some(c)) => libc::CLONE_NEWPID | v.clone_flags(c.uid.is_none()),
+        _ => ns_flags(ns_level),
+    };
     p.program_stack = init_stack.as_ref().map_or(0, InitStack::program_top);
     const STACK: usize = 256 * 1024;
     let mut stack = vec![0u8; STACK];
@@ -486,7 +712,7 @@ pub(crate) fn spawn(
     unsafe { libc::sigfillset(&mut all) };
     // SAFETY: as above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
-    let arg = &mut p as *mut Prepared as *mut libc::c_void;
+    let arg = p as *mut Prepared as *mut libc::c_void;
     let pid = match &init_stack {
         // SAFETY: `init_entry` runs on its own mapped stack, which lives
         // until the init is reaped; it uses `p` until it reports the start,
@@ -495,7 +721,7 @@ pub(crate) fn spawn(
             libc::clone(
                 init_entry,
                 st.top(),
-                libc::CLONE_VM | ns_flags(level) | libc::SIGCHLD,
+                libc::CLONE_VM | flags | libc::SIGCHLD,
                 arg,
             )
         },
@@ -515,21 +741,28 @@ pub(crate) fn spawn(
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     drop(stack);
     if pid < 0 {
-        if status.is_some()
-            && matches!(
+        let refused = matches!(
+            clone_err.raw_os_error(),
+            Some(libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS)
+        );
+        if let (Some(level), true) = (isolated, refused) {
+            return Err(Error::isolation(
+                level,
+                "the system refuses the namespaces it needs (user, mount, PID, IPC, UTS, \
+                 and network for strict)",
                 clone_err.raw_os_error(),
-                Some(libc::EPERM | libc::EINVAL | libc::ENOSPC)
-            )
-        {
+            ));
+        }
+        if status.is_some() && refused {
             // No right to this way here: the next (in a user namespace of
             // its own; then none, and `not_applied` says so).
             let _ = PID_NS.compare_exchange(
-                level,
-                level + 1,
+                ns_level,
+                ns_level + 1,
                 std::sync::atomic::Ordering::Relaxed,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            return spawn(cmd, fds, join, true);
+            return launch(p, cmd, own_pid_ns, None);
         }
         return Err(Error::from_io(
             format!("clone for {:?}", cmd.program),
@@ -550,11 +783,7 @@ pub(crate) fn spawn(
         Some((r, w)) => {
             drop(w); // the init holds its own copy
             match read_msg(&r) {
-                Some([MSG_STARTED, err, stage]) => (
-                    err,
-                    if stage == 1 { Stage::Join } else { Stage::Exec },
-                    Some(r),
-                ),
+                Some([MSG_STARTED, err, stage]) => (err, Stage::of(stage), Some(r)),
                 _ => (libc::ECHILD, Stage::Exec, Some(r)), // the init died
             }
         }
@@ -563,13 +792,27 @@ pub(crate) fn spawn(
         let mut st = 0;
         // SAFETY: reaping the child that failed to start the program.
         unsafe { libc::waitpid(pid, &mut st, 0) };
-        if stage == Stage::Join {
-            return Err(Error::os(
+        return Err(match (stage, isolated) {
+            (Stage::Join, _) => Error::os(
                 format!("starting {:?}: joining the job's cgroup", cmd.program),
                 err,
-            ));
-        }
-        return Err(Error::os(format!("starting {:?}", cmd.program), err));
+            ),
+            (Stage::Isolate, Some(level)) => {
+                // SAFETY: written before the report that was read above.
+                let (step, check) = unsafe {
+                    (
+                        std::ptr::read_volatile(&p.step),
+                        std::ptr::read_volatile(&p.check),
+                    )
+                };
+                Error::isolation(
+                    level,
+                    isolate::failed_step(p.view.as_ref(), step, check),
+                    Some(err),
+                )
+            }
+            _ => Error::os(format!("starting {:?}", cmd.program), err),
+        });
     }
     let program = match &status {
         Some(_) => program_of(pid).unwrap_or(pid),
@@ -580,6 +823,7 @@ pub(crate) fn spawn(
         program,
         status,
         init_stack,
+        leftovers: None,
     })
 }
 

@@ -248,6 +248,13 @@ fn guess(wrong: bool) {
     }
 }
 
+fn allowed(r: std::io::Result<()>) {
+    match r {
+        Ok(()) => println!("allowed"),
+        Err(e) => println!("denied: {e}"),
+    }
+}
+
 #[allow(clippy::zombie_processes)] // children are left running on purpose
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -435,6 +442,25 @@ fn main() {
             std::env::var(arg::<String>(&a, 1, "name")).unwrap_or_else(|_| "<unset>".into())
         ),
         "cwd" => println!("{}", std::env::current_dir().unwrap().display()),
+        // The denied-actions suite (isolation): each prints "allowed" or
+        // "denied: <error>" and exits 0 either way.
+        "try-read" => allowed(std::fs::read(arg::<String>(&a, 1, "path")).map(|_| ())),
+        "try-write" => allowed(std::fs::write(arg::<String>(&a, 1, "path"), b"written")),
+        "try-connect" => allowed(
+            std::net::TcpStream::connect(("127.0.0.1", arg::<u16>(&a, 1, "port"))).map(|_| ()),
+        ),
+        "try-list" => allowed(std::fs::read_dir(arg::<String>(&a, 1, "path")).map(|_| ())),
+        #[cfg(unix)]
+        "try-kill" => {
+            let pid: i32 = arg(&a, 1, "pid");
+            // SAFETY: kill(2) with signal 0 sends nothing: it asks whether it could.
+            let r = unsafe { libc::kill(pid, 0) };
+            allowed(if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            })
+        }
         "in-job" => println!("{}", in_job()),
         "handle-valid" => println!("{}", handle_valid(arg(&a, 1, "handle value"))),
         _ => {

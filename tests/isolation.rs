@@ -1,0 +1,279 @@
+//! Isolation levels: the denied-actions suite (in the style of Chromium's
+//! `sandbox/win/src` validation tests) and the allowed actions, on this
+//! system's backend. Linux: every case runs for real. Windows under Wine:
+//! both levels must refuse, with nothing started (Wine accepts the
+//! mechanisms and does not enforce them); the suite runs on real Windows.
+
+mod common;
+
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
+
+use common::probe_cmd;
+use winsandbox::command::Level;
+#[cfg(unix)]
+use winsandbox::Outcome;
+use winsandbox::{Command, Error, Verdict};
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wsb-iso-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn isolated(level: Level, args: &[&str]) -> Command {
+    let mut c = probe_cmd(args);
+    c.isolation.level = level;
+    c
+}
+
+#[cfg(unix)]
+fn run(c: &Command) -> Outcome {
+    let o = winsandbox::run(c).unwrap_or_else(|e| panic!("{:?}: {e}", c.args));
+    assert_eq!(o.verdict(), Verdict::Ok, "{:?}: {o:?}", c.args);
+    o
+}
+
+#[cfg(unix)]
+fn said(o: &Outcome) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[cfg(unix)]
+fn denied(c: &Command) {
+    let o = run(c);
+    assert!(
+        said(&o).starts_with("denied"),
+        "{:?} was {}",
+        c.args,
+        said(&o)
+    );
+}
+
+#[cfg(unix)]
+fn allowed(c: &Command) {
+    let o = run(c);
+    assert_eq!(said(&o), "allowed", "{:?}", c.args);
+}
+
+#[cfg(unix)]
+#[test]
+fn strict_denies_files_network_and_processes_outside_and_allows_its_own() {
+    let outside = scratch("outside");
+    let answer = outside.join("01.ans");
+    std::fs::write(&answer, "42\n").unwrap();
+    make_public(&outside);
+    let work = scratch("work");
+    let granted = scratch("granted");
+    std::fs::write(granted.join("in.txt"), "input").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let me = std::process::id().to_string();
+    let a = answer.to_str().unwrap();
+    let with = |args: &[&str]| {
+        let mut c = isolated(Level::Strict, args);
+        c.cwd = Some(work.clone());
+        c.isolation.readable = vec![granted.clone()];
+        c
+    };
+    // Denied: read and write outside, the answer beside the working
+    // directory, the network (loopback too), the supervisor.
+    denied(&with(&["try-read", a]));
+    denied(&with(&["try-read", "../wsb-iso-outside/01.ans"]));
+    denied(&with(&["try-write", outside.join("new").to_str().unwrap()]));
+    denied(&with(&["try-write", "/usr/wsb-iso-written"]));
+    denied(&with(&[
+        "try-write",
+        granted.join("in.txt").to_str().unwrap(),
+    ]));
+    denied(&with(&["try-connect", &port]));
+    denied(&with(&["try-kill", &me]));
+    denied(&with(&["try-list", "/root"]));
+    assert!(!outside.join("new").exists());
+    // Allowed: its stdio, its directory, the granted path, the system.
+    allowed(&with(&["try-write", "out.txt"]));
+    assert_eq!(std::fs::read(work.join("out.txt")).unwrap(), b"written");
+    allowed(&with(&["try-read", "out.txt"]));
+    allowed(&with(&[
+        "try-read",
+        granted.join("in.txt").to_str().unwrap(),
+    ]));
+    allowed(&with(&["try-read", "/etc/passwd"]));
+    allowed(&with(&["try-write", "/tmp/scratch"]));
+    let o = run(&with(&["hello"]));
+    assert!(said(&o).contains("hello"), "{o:?}");
+    assert_eq!(o.isolation, Level::Strict);
+    // Nothing of another run: its processes are not there to see.
+    let pids = run(&with(&["try-list", "/proc/1/root"]));
+    assert!(said(&pids).starts_with("denied"), "{}", said(&pids));
+    for d in [outside, work, granted] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[cfg(unix)]
+fn make_public(d: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn restricted_keeps_the_network_and_denies_the_files() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    allowed(&isolated(Level::Restricted, &["try-connect", &port]));
+    denied(&isolated(Level::Restricted, &["try-list", "/root"]));
+    denied(&isolated(Level::Restricted, &["try-list", "/home"]));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_without_a_directory_gets_a_fresh_one_removed_after() {
+    let o = run(&isolated(Level::Strict, &["cwd"]));
+    let dir = said(&o);
+    assert!(dir.contains("winsandbox-work-"), "{dir}");
+    assert!(!Path::new(&dir).exists(), "{dir} was left behind");
+    allowed(&isolated(Level::Strict, &["try-write", "output.txt"]));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_granted_directory_gets_its_permissions_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = scratch("grant");
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let before = std::fs::metadata(&work).unwrap().permissions().mode();
+    let mut c = isolated(Level::Strict, &["try-write", "x"]);
+    c.cwd = Some(work.clone());
+    allowed(&c);
+    assert_eq!(
+        std::fs::metadata(&work).unwrap().permissions().mode(),
+        before
+    );
+    std::fs::remove_dir_all(work).unwrap();
+}
+
+#[test]
+fn bad_grants_are_refused_before_anything_starts() {
+    let mut c = isolated(Level::None, &["hello"]);
+    c.isolation.readable = vec![std::env::temp_dir()];
+    assert!(matches!(
+        winsandbox::run(&c),
+        Err(Error::Invalid {
+            field: "readable",
+            ..
+        })
+    ));
+    let mut c = isolated(Level::Strict, &["hello"]);
+    c.isolation.writable = vec![PathBuf::from("/no/such/wsb/path")];
+    let e = winsandbox::run(&c).unwrap_err();
+    assert_eq!(e.os_code(), Some(2), "{e}");
+    assert_eq!(
+        Level::parse("lax").unwrap_err().to_string(),
+        "invalid isolation: \"lax\" (none, strict, restricted)"
+    );
+}
+
+#[cfg(windows)]
+#[test]
+fn levels_refuse_under_wine() {
+    if common::wine().is_none() {
+        eprintln!("skipped: real Windows enforces the levels (the suite above runs)");
+        return;
+    }
+    let dir = scratch("wine");
+    let marker = dir.join("started");
+    for level in [Level::Strict, Level::Restricted] {
+        let e = winsandbox::run(&isolated(level, &["try-write", marker.to_str().unwrap()]))
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Isolation { level: l, .. } if l == level),
+            "{level:?}: {e}"
+        );
+        assert!(!marker.exists(), "{level:?}: the program ran");
+        eprintln!("{level:?}: {e}");
+    }
+    // Strict: the attribute itself is refused (ERROR_NOT_SUPPORTED), as measured.
+    let e = winsandbox::run(&isolated(Level::Strict, &["hello"])).unwrap_err();
+    assert_eq!(e.os_code(), Some(50), "{e}");
+    let e = winsandbox::run(&isolated(Level::Restricted, &["hello"])).unwrap_err();
+    assert!(e.to_string().contains("not enforced"), "{e}");
+    // The same program unisolated does run (the test can see a start).
+    let o = winsandbox::run(&isolated(
+        Level::None,
+        &["try-write", marker.to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(o.verdict(), Verdict::Ok);
+    assert!(marker.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A level the system refuses fails closed: the CLI, run as uid 1000 where
+/// no user namespace may be made (`tests/python/without_namespaces.py`),
+/// says SE and exit 3, and the program never ran.
+#[cfg(unix)]
+#[test]
+fn a_level_the_system_refuses_fails_closed_with_nothing_started() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (to map uid 1000 in a user namespace)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("refused");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = dir.join("started");
+    for level in ["strict", "restricted"] {
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/without_namespaces.py"
+            ))
+            .arg(env!("CARGO_BIN_EXE_winsandbox"))
+            .args(["run", "--json", "--isolation", level, "--", "/bin/touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        let json = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{level}: {json} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(json.contains("\"verdict\": \"SE\""), "{json}");
+        assert!(
+            json.contains(&format!("\"isolation\": \"{level}\"")),
+            "{json}"
+        );
+        assert!(json.contains("not enforced on this system"), "{json}");
+        assert!(!marker.exists(), "{level}: the program ran");
+    }
+    // The same program, unisolated, does run there (the test can see a start).
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/without_namespaces.py"
+        ))
+        .arg(env!("CARGO_BIN_EXE_winsandbox"))
+        .args(["run", "--", "/bin/touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(marker.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
