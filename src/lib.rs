@@ -13,6 +13,7 @@ pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod interactive;
+pub mod isolation;
 pub mod jobplan;
 pub mod limits;
 pub mod outcome;

@@ -1,6 +1,7 @@
 //! The Windows backend: Job Objects, spawning into them, one monitor thread.
 
 mod handle;
+mod isolate;
 mod job;
 mod monitor;
 mod pipe;

@@ -98,6 +98,8 @@ pub struct Running {
 impl Running {
     /// Creates the job, the pipes, and starts the program in the job.
     pub fn start(cmd: &Command) -> Result<Running> {
+        cmd.isolation.validate()?;
+        super::isolate::check(&cmd.isolation)?;
         let (job, breakaway) = make_job(&cmd.limits)?;
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
             Ok(std::fs::File::from(open_file(&path_str(p), true, false)?))

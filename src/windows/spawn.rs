@@ -105,12 +105,12 @@ fn set_error_mode() {
 }
 
 /// An initialised attribute list, deleted on drop.
-struct AttrList {
+pub(crate) struct AttrList {
     buf: Vec<usize>,
 }
 
 impl AttrList {
-    fn new(count: u32) -> Result<AttrList> {
+    pub(crate) fn new(count: u32) -> Result<AttrList> {
         let mut size = 0usize;
         // SAFETY: a size query: no list, `size` is writable. It fails with
         // ERROR_INSUFFICIENT_BUFFER by design.
@@ -135,14 +135,36 @@ impl AttrList {
         value: *const HANDLE,
         count: usize,
     ) -> windows::core::Result<()> {
+        // SAFETY: the caller keeps `value` alive.
+        unsafe {
+            self.set_bytes(
+                attribute,
+                value.cast(),
+                count * std::mem::size_of::<HANDLE>(),
+            )
+        }
+    }
+}
+
+impl AttrList {
+    /// Sets `attribute` to the `size` bytes at `value`.
+    ///
+    /// # Safety
+    /// `value` must stay valid and unmoved until the list is dropped.
+    pub(crate) unsafe fn set_bytes(
+        &mut self,
+        attribute: u32,
+        value: *const std::ffi::c_void,
+        size: usize,
+    ) -> windows::core::Result<()> {
         // SAFETY: the list is initialised; the caller keeps `value` alive.
         unsafe {
             UpdateProcThreadAttribute(
                 self.ptr(),
                 0,
                 attribute as usize,
-                Some(value as *const _),
-                count * std::mem::size_of::<HANDLE>(),
+                Some(value),
+                size,
                 None,
                 None,
             )
