@@ -12,7 +12,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use crate::backend;
 use crate::cmdline::EnvSpec;
-use crate::command::{Command, Output, SpawnPath, Stdin};
+use crate::command::{Command, Isolation, Level, Output, SpawnPath, Stdin};
 use crate::driver::{self, Done};
 use crate::error::Error;
 use crate::interactive::Interactive;
@@ -71,8 +71,25 @@ fn sliced<T: Send>(
 const PIPE: i64 = -1;
 const DEVNULL: i64 = -3;
 
+pyo3::create_exception!(
+    _winsandbox,
+    IsolationError,
+    PyOSError,
+    "An isolation level this system does not enforce: nothing was started."
+);
+
 fn to_py(e: Error) -> PyErr {
     match e {
+        Error::Isolation { code, .. } => {
+            let msg = e.to_string();
+            match code {
+                Some(c) if crate::BACKEND == "windows" => {
+                    IsolationError::new_err((0, msg, Option::<String>::None, c))
+                }
+                Some(c) => IsolationError::new_err((c, msg)),
+                None => IsolationError::new_err(msg),
+            }
+        }
         Error::Invalid { .. } => PyValueError::new_err(e.to_string()),
         Error::Os { ref source, .. } => {
             let msg = e.to_string();
@@ -234,6 +251,7 @@ fn command(
     stderr: &Bound<'_, PyAny>,
     spawn_path: &str,
     limits: Limits,
+    isolation: Isolation,
 ) -> PyResult<Command> {
     let mut it = argv.into_iter();
     let program = it
@@ -294,6 +312,21 @@ fn command(
         stderr: output("stderr", stderr)?,
         limits,
         spawn_path,
+        isolation,
+    })
+}
+
+/// The isolation a run asks for, from Python's `isolation`, `readable`
+/// and `writable` (checked in Rust, named in the error).
+fn isolation_of(
+    level: &str,
+    readable: Option<Vec<std::path::PathBuf>>,
+    writable: Option<Vec<std::path::PathBuf>>,
+) -> PyResult<Isolation> {
+    Ok(Isolation {
+        level: Level::parse(level).map_err(to_py)?,
+        readable: readable.unwrap_or_default(),
+        writable: writable.unwrap_or_default(),
     })
 }
 
@@ -337,6 +370,7 @@ fn outcome_object<'py>(
         .map(|n| PyTuple::new(py, [n.limit.to_string(), n.reason.clone()]))
         .collect::<PyResult<_>>()?;
     d.set_item("not_applied", PyTuple::new(py, na)?)?;
+    d.set_item("isolation", o.isolation.as_str())?;
     d.set_item("error", o.error.clone())?;
     d.set_item("worker", py.None())?; // set by a fleet worker (winsandbox.celery)
     Ok(obj)
@@ -571,7 +605,8 @@ fn stop_callbacks(py: Python<'_>) {
 #[pyfunction]
 #[pyo3(signature = (
     argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None,
-    stderr=None, spawn_path="auto", limits=None
+    stderr=None, spawn_path="auto", limits=None, isolation="none", readable=None,
+    writable=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn start(
@@ -585,8 +620,12 @@ fn start(
     stderr: Option<Bound<'_, PyAny>>,
     spawn_path: &str,
     limits: Option<&Bound<'_, PyAny>>,
+    isolation: &str,
+    readable: Option<Vec<std::path::PathBuf>>,
+    writable: Option<Vec<std::path::PathBuf>>,
 ) -> PyResult<Run> {
     let l = limits.map(limits_from).transpose()?.unwrap_or_default();
+    let iso = isolation_of(isolation, readable, writable)?;
     let pipe = PIPE.into_pyobject(py)?.into_any();
     let args = argv.clone();
     let cmd = command(
@@ -599,6 +638,7 @@ fn start(
         stderr.as_ref().unwrap_or(&pipe),
         spawn_path,
         l,
+        iso,
     )?;
     let r = py.detach(|| backend::Running::start(&cmd)).map_err(to_py)?;
     let pid = r.pid();
@@ -722,6 +762,7 @@ fn start_interactive(
             err.as_ref().unwrap_or(&pipe),
             "auto",
             l,
+            Isolation::default(),
         )
     };
     let sc = make(&solution, cwd, &stderr, lim(limits)?)?;
@@ -848,6 +889,7 @@ with_close! {
             &o(stderr)?,
             spawn_path,
             Limits::default(),
+            Isolation::default(),
         )?;
         self.with(|sb| {
             Ok(Process {
@@ -939,6 +981,7 @@ fn _winsandbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PIPE", PIPE)?;
     m.add("DEVNULL", DEVNULL)?;
+    m.add("IsolationError", m.py().get_type::<IsolationError>())?;
     m.add_class::<Run>()?;
     m.add_class::<Process>()?;
     m.add_class::<NativeSandbox>()?;

@@ -5,7 +5,7 @@ On Linux and other POSIX systems the same API runs on a fallback backend
 (process groups, rlimits, a monitor), for development and CI.
 """
 
-from ._command import DEVNULL, PIPE
+from ._command import DEVNULL, PIPE, Isolation
 from ._errors import SandboxError
 from ._interactive import (
     TESTLIB_CODES,
@@ -18,7 +18,7 @@ from ._limits import Limits
 from ._outcome import Accounting, Outcome, ProcessInfo, Verdict, Worker
 from ._run import Job, RunOptions, run, run_async, run_many
 from ._sandbox import Sandbox, SandboxProcess
-from ._winsandbox import __version__, backend_name
+from ._winsandbox import IsolationError, __version__, backend_name
 
 BACKEND: str = backend_name()
 """``"windows"`` (Job Objects) or ``"posix"`` (the fallback)."""
@@ -31,6 +31,8 @@ __all__ = [
     "Accounting",
     "InteractiveOptions",
     "InteractiveOutcome",
+    "Isolation",
+    "IsolationError",
     "Job",
     "Limits",
     "Outcome",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Mapping, Sequence
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 from . import _winsandbox
 from ._errors import _sandbox_error
@@ -54,6 +54,34 @@ def _cwd(cwd: object) -> Optional[str]:
     if not os.path.isdir(p):
         raise _sandbox_error(NotADirectoryError(errno.ENOTDIR, "cwd is not a directory", p))
     return p
+
+
+Isolation = Literal["none", "strict", "restricted"]
+"""An isolation level (the README's table): ``"none"`` (the default),
+``"strict"`` or ``"restricted"``."""
+
+_LEVELS = ("none", "strict", "restricted")
+
+
+def _isolation(level: object) -> Isolation:
+    if not isinstance(level, str) or level not in _LEVELS:
+        raise ValueError(f"invalid isolation: {level!r} (none, strict, restricted)")
+    return level  # type: ignore[return-value]
+
+
+def _paths(name: str, paths: object) -> Optional[list[str]]:
+    """A list of existing paths (``readable``/``writable``), or None."""
+    if paths is None:
+        return None
+    if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence):
+        raise TypeError(f"{name}: expected a list of paths, got {paths!r}")
+    out = []
+    for x in paths:
+        p = _path(name, x)
+        if not os.path.exists(p):
+            raise _sandbox_error(FileNotFoundError(errno.ENOENT, f"{name}: no such file or directory", p))
+        out.append(p)
+    return out
 
 
 def _stdin_file(stdin: object) -> Optional[str]:

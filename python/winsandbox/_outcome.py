@@ -118,6 +118,8 @@ class Outcome(Generic[AnyStr]):
     truncated: bool
     not_applied: tuple[tuple[str, str], ...] = ()
     """(limit, reason) for each limit this system could not apply."""
+    isolation: str = "none"
+    """The isolation level it ran under ("none", "strict", "restricted")."""
     error: Optional[str] = None
     worker: Optional[Worker] = None
     """Where it ran, when a fleet worker judged it (`winsandbox.celery`)."""
@@ -154,6 +156,7 @@ class Outcome(Generic[AnyStr]):
                     d[k + "_base64"] = base64.b64encode(v).decode("ascii")
         d["truncated"] = self.truncated
         d["not_applied"] = [{"limit": n, "reason": r} for n, r in self.not_applied]
+        d["isolation"] = self.isolation
         d["error"] = self.error
         d["text"] = text
         if self.worker is not None:
@@ -202,6 +205,7 @@ class Outcome(Generic[AnyStr]):
             stderr=out["stderr"],
             truncated=_field(d, "truncated", bool, w),
             not_applied=tuple((str(n["limit"]), str(n["reason"])) for n in na),
+            isolation=_field(d, "isolation", str, w, optional=True) or "none",
             error=_field(d, "error", str, w, optional=True),
             worker=None if worker is None else Worker.from_dict(worker),
         )

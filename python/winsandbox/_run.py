@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, TypedDict, TypeVar, Union, overload
 
 from . import _winsandbox
-from ._command import DEVNULL, PIPE, StrPath, _argv, _cwd, _env_changes, _input_bytes, _output, _stdin_file
+from ._command import (
+    DEVNULL,
+    PIPE,
+    Isolation,
+    StrPath,
+    _argv,
+    _cwd,
+    _env_changes,
+    _input_bytes,
+    _isolation,
+    _output,
+    _paths,
+    _stdin_file,
+)
 from ._errors import _sandbox_error
 from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Verdict, _outcome
@@ -39,6 +52,9 @@ class Job:
     extra_env: Optional[Mapping[str, Optional[str]]] = None
     stdin: Optional[StrPath] = None
     """A file to read stdin from, instead of ``input``."""
+    isolation: Isolation = "none"
+    readable: Sequence[StrPath] = ()
+    writable: Sequence[StrPath] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (``input`` as ``input_base64``); `from_dict` gives
@@ -56,6 +72,11 @@ class Job:
             d["env"] = dict(self.env)
         if self.extra_env is not None:
             d["extra_env"] = dict(self.extra_env)
+        if self.isolation != "none":
+            d["isolation"] = self.isolation
+        for k in ("readable", "writable"):
+            if getattr(self, k):
+                d[k] = [os.fspath(p) for p in getattr(self, k)]
         return d
 
     @classmethod
@@ -64,7 +85,8 @@ class Job:
         ValueError naming it."""
         if not isinstance(d, Mapping):
             raise TypeError(f"job: expected a dict, got {d!r}")
-        known = ("args", "input_base64", "stdin", "limits", "cwd", "env", "extra_env")
+        known = ("args", "input_base64", "stdin", "limits", "cwd", "env", "extra_env", "isolation", "readable",
+                 "writable")  # fmt: skip
         for k in d:
             if k not in known:
                 raise ValueError(f"job: unknown key {k!r} (known: {', '.join(known)})")
@@ -83,6 +105,9 @@ class Job:
             env=d.get("env"),
             extra_env=d.get("extra_env"),
             stdin=d.get("stdin"),
+            isolation=_isolation(d.get("isolation", "none")),
+            readable=tuple(d.get("readable", ())),
+            writable=tuple(d.get("writable", ())),
         )
 
 
@@ -102,8 +127,13 @@ def _start(
     extra_env: Optional[Mapping[str, Optional[str]]] = None,
     timeout: Optional[float] = None,
     spawn_path: str = "auto",
+    isolation: Isolation = "none",
+    readable: Optional[Sequence[StrPath]] = None,
+    writable: Optional[Sequence[StrPath]] = None,
 ) -> _winsandbox.Run:
     argv = _argv(args)
+    level = _isolation(isolation)
+    grants = _paths("readable", readable), _paths("writable", writable)
     lim = _limits_arg("limits", limits) or _NO_LIMITS
     if timeout is not None:
         lim = lim.replace(wall_time=min(timeout, lim.wall_time) if lim.wall_time else timeout)
@@ -127,6 +157,9 @@ def _start(
             stderr=default if err is None else err,
             spawn_path=spawn_path,
             limits=lim,
+            isolation=level,
+            readable=grants[0],
+            writable=grants[1],
         )
     except OSError as e:
         raise _sandbox_error(e) from None
@@ -169,6 +202,9 @@ class RunOptions(TypedDict, total=False):
     env: Optional[Mapping[str, str]]
     extra_env: Optional[Mapping[str, Optional[str]]]
     timeout: Optional[float]
+    isolation: Isolation
+    readable: Optional[Sequence[StrPath]]
+    writable: Optional[Sequence[StrPath]]
 
 
 @overload
@@ -215,13 +251,21 @@ def run(
     ``env`` replaces the environment and ``extra_env`` changes it (``None``
     removes a variable); ``timeout`` is the wall-time limit (the verdict is
     then ``WLE``, nothing is raised); ``text``/``encoding``/``errors`` decode
-    the output. Bad arguments raise TypeError or ValueError naming them,
-    before anything starts. A program that does not exist raises
-    ``FileNotFoundError`` (a `SandboxError`). Ctrl-C raises
-    ``KeyboardInterrupt`` and leaves nothing running.
+    the output. ``isolation`` (``"strict"``, ``"restricted"``) keeps the
+    program from what it was not granted (``readable``, ``writable``, its
+    ``cwd``; a fresh one is made when none is given): a level this system
+    does not enforce gives verdict ``SE``, nothing started. Bad arguments
+    raise TypeError or ValueError naming them, before anything starts. A
+    program that does not exist raises ``FileNotFoundError`` (a
+    `SandboxError`). Ctrl-C raises ``KeyboardInterrupt`` and leaves nothing
+    running.
     """
-    r = _start(args, encoding=encoding, errors=errors, **options)
-    return _outcome(_wait(r), text or encoding is not None, encoding, errors)
+    text = text or encoding is not None
+    try:
+        r = _start(args, encoding=encoding, errors=errors, **options)
+    except _winsandbox.IsolationError as e:
+        return _failed(args, text, str(e), options.get("isolation", "none"))
+    return _outcome(_wait(r), text, encoding, errors)
 
 
 @overload
@@ -262,9 +306,13 @@ async def run_async(
     """`run` for asyncio, never blocking the loop. No thread waits for the
     run: the engine's driver thread tells the loop once, when it is over.
     Cancelling the task kills the whole process tree."""
-    r = _start(args, encoding=encoding, errors=errors, **options)
+    text = text or encoding is not None
+    try:
+        r = _start(args, encoding=encoding, errors=errors, **options)
+    except _winsandbox.IsolationError as e:
+        return _failed(args, text, str(e), options.get("isolation", "none"))
     await _end_of(r)
-    return _outcome(_wait(r), text or encoding is not None, encoding, errors)
+    return _outcome(_wait(r), text, encoding, errors)
 
 
 async def _end_of(r: Union[_winsandbox.Run, _winsandbox.Interaction]) -> None:
@@ -301,7 +349,7 @@ def _settle(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _failed(args: Sequence[StrPath], text: bool, error: str) -> Outcome[Any]:
+def _failed(args: Sequence[StrPath], text: bool, error: str, isolation: str = "none") -> Outcome[Any]:
     """The outcome of a job that could not run: verdict ``SE``, ``error`` set."""
     argv = [os.fspath(a) for a in args] if not isinstance(args, (str, bytes)) else [str(args)]
     return Outcome(
@@ -309,7 +357,7 @@ def _failed(args: Sequence[StrPath], text: bool, error: str) -> Outcome[Any]:
         status=None, pid=0, cpu_time=0.0, user_time=0.0, kernel_time=0.0, wall_time=0.0,
         peak_memory=0, peak_job_memory=0, processes=0, read_bytes=0, write_bytes=0,
         stdout="" if text else b"", stderr="" if text else b"", truncated=False,
-        error=error,
+        isolation=isolation, error=error,
     )  # fmt: skip
 
 
@@ -327,9 +375,10 @@ class _Pending:
         self.failed: Optional[Outcome[Any]] = None
         try:
             self.run = _start(spec.args, limits=spec.limits or limits, input=spec.input, stdin=spec.stdin,
-                              cwd=spec.cwd, env=spec.env, extra_env=spec.extra_env)  # fmt: skip
+                              cwd=spec.cwd, env=spec.env, extra_env=spec.extra_env, isolation=spec.isolation,
+                              readable=spec.readable, writable=spec.writable)  # fmt: skip
         except Exception as e:  # one failure never stops the batch
-            self.failed = _failed(spec.args, text, f"{type(e).__name__}: {e}")
+            self.failed = _failed(spec.args, text, f"{type(e).__name__}: {e}", spec.isolation)
             return
         self.run.on_done(ended)
 

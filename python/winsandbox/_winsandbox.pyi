@@ -28,6 +28,11 @@ __version__: str
 PIPE: int
 DEVNULL: int
 
+_IsolationName = Literal["none", "strict", "restricted"]
+
+class IsolationError(OSError):
+    """An isolation level this system does not enforce: nothing was started."""
+
 _Path = Union[str, PathLike[str]]
 
 @final
@@ -104,6 +109,9 @@ def start(
     stderr: Union[int, _Path, None] = None,
     spawn_path: str = "auto",
     limits: Optional[Limits] = None,
+    isolation: _IsolationName = "none",
+    readable: Optional[list[str]] = None,
+    writable: Optional[list[str]] = None,
 ) -> Run: ...
 def start_interactive(
     solution: list[str],

@@ -1,0 +1,131 @@
+"""Isolation levels through the Python API: the grading case, the
+fail-closed rule, the arguments. Linux: enforced for real. Windows under
+Wine: every level must give SE with nothing started."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import winsandbox
+from winsandbox import Job, Verdict
+
+WINE = winsandbox.BACKEND == "windows"
+LINUX = sys.platform.startswith("linux")
+PY = sys.executable
+
+
+def test_the_answer_beside_the_working_directory_does_not_leak(tmp_path: Path) -> None:
+    if not LINUX:
+        pytest.skip("isolation is enforced by the Linux backend here (Windows: refused under Wine)")
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    (answers / "01.ans").write_text("42\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    cheat = (
+        "import sys\ntry:\n print(open('../answers/01.ans').read())\nexcept OSError as e:\n print('denied', e.errno)\n"
+    )
+    leak = winsandbox.run([PY, "-c", cheat], cwd=work, text=True)
+    assert leak.stdout.strip() == "42"  # the hole, unisolated
+    o = winsandbox.run([PY, "-c", cheat], cwd=work, text=True, isolation="strict")
+    assert o.verdict is Verdict.OK, o
+    assert o.stdout.startswith("denied 2"), o.stdout
+    assert o.isolation == "strict"
+    assert o.to_dict()["isolation"] == "strict"
+
+
+def test_a_file_problem_works_in_a_fresh_directory() -> None:
+    if not LINUX:
+        pytest.skip("isolation is enforced by the Linux backend here")
+    prog = "open('output.txt','w').write('5'); print(open('output.txt').read())"
+    o = winsandbox.run([PY, "-c", prog], isolation="strict", text=True)
+    assert o.verdict is Verdict.OK, o
+    assert o.stdout.strip() == "5"
+
+
+def test_restricted_keeps_the_network_strict_does_not() -> None:
+    if not LINUX:
+        pytest.skip("isolation is enforced by the Linux backend here")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        prog = f"import socket\ntry:\n socket.create_connection(('127.0.0.1',{port}),2); print('connected')\nexcept OSError: print('refused')"
+        strict = winsandbox.run([PY, "-c", prog], isolation="strict", text=True)
+        restricted = winsandbox.run([PY, "-c", prog], isolation="restricted", text=True)
+    assert strict.stdout.strip() == "refused", strict
+    assert restricted.stdout.strip() == "connected", restricted
+
+
+def test_levels_refuse_under_wine_with_nothing_started(tmp_path: Path) -> None:
+    if not WINE:
+        pytest.skip("Wine only (it accepts the mechanisms and does not enforce them)")
+    marker = tmp_path / "started"
+    for level in ("strict", "restricted"):
+        o = winsandbox.run([PY, "-c", f"open({str(marker)!r},'w')"], isolation=level)
+        assert o.verdict is Verdict.SE, o
+        assert o.isolation == level
+        assert o.error is not None and "not enforced on this system" in o.error
+        assert not marker.exists()
+        with pytest.raises(winsandbox.IsolationError) as e:
+            _start_only(level, marker)
+        assert isinstance(e.value, winsandbox.SandboxError)
+    o = winsandbox.run([PY, "-c", f"open({str(marker)!r},'w')"])
+    assert o.verdict is Verdict.OK and marker.exists()  # the same program does run unisolated
+
+
+def _start_only(level: str, marker: Path) -> None:
+    from winsandbox import _run
+
+    _run._start([PY, "-c", f"open({str(marker)!r},'w')"], isolation=level)  # type: ignore[arg-type]
+
+
+def test_run_many_takes_isolation_per_job(tmp_path: Path) -> None:
+    jobs = [Job(args=[PY, "-c", "print(1)"], isolation="strict"), Job(args=[PY, "-c", "print(2)"])]
+    out = list(winsandbox.run_many(jobs, text=True))
+    assert out[0].isolation == "strict" and out[1].isolation == "none"
+    assert out[1].verdict is Verdict.OK
+    assert out[0].verdict is (Verdict.SE if WINE else Verdict.OK), out[0]
+    assert Job.from_dict(jobs[0].to_dict()) == Job(args=(PY, "-c", "print(1)"), isolation="strict")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"isolation": "lax"}, ValueError, "isolation"),
+        ({"isolation": None}, ValueError, "isolation"),
+        ({"readable": "/tmp"}, TypeError, "readable"),
+        ({"writable": [5]}, TypeError, "writable"),
+        ({"readable": ["/no/such/wsb"]}, FileNotFoundError, "readable"),
+        ({"readable": [os.getcwd()]}, ValueError, "readable"),
+    ],
+)
+def test_bad_isolation_arguments_are_named(kwargs: dict[str, object], error: type[Exception], words: str) -> None:
+    with pytest.raises(error, match=words):
+        winsandbox.run([PY, "-c", "pass"], **kwargs)  # type: ignore[call-overload]
+
+
+def test_the_cli_names_the_level(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    r = subprocess.run(
+        [PY, "-m", "winsandbox", "run", "--json", "--isolation", "strict", "--", PY, "-c", "print(7)"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    d = json.loads(r.stdout)
+    assert d["isolation"] == "strict"
+    if WINE:
+        assert (r.returncode, d["verdict"]) == (3, "SE"), r
+    elif LINUX:
+        assert (r.returncode, d["verdict"], d["stdout"]) == (0, "OK", "7\n"), r
+    bad = subprocess.run(
+        [PY, "-m", "winsandbox", "run", "--isolation", "lax", "--", PY], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "isolation" in bad.stderr
