@@ -113,6 +113,13 @@ fn strict_denies_files_network_and_processes_outside_and_allows_its_own() {
     }
 }
 
+/// The kernel's Landlock ABI (0: none).
+#[cfg(unix)]
+fn landlock_abi() -> i64 {
+    // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only asks the version.
+    unsafe { libc::syscall(444, std::ptr::null::<u8>(), 0usize, 1u32) }.max(0)
+}
+
 #[cfg(unix)]
 fn make_public(d: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -130,6 +137,20 @@ fn restricted_keeps_the_network_and_denies_the_files() {
     let port = listener.local_addr().unwrap().port().to_string();
     allowed(&isolated(Level::Restricted, &["try-connect", &port]));
     denied(&isolated(Level::Restricted, &["try-list", "/root"]));
+    // Abstract sockets live in the network namespace restricted shares with
+    // the host (an X server's, D-Bus's): Landlock (ABI 6+) keeps them out.
+    if landlock_abi() >= 6 {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("wsb-iso-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let _l = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        allowed(&isolated(Level::None, &["try-unix", &name]));
+        denied(&isolated(Level::Restricted, &["try-unix", &name]));
+    } else {
+        eprintln!(
+            "skipped: no Landlock ABI 6 here, so abstract sockets are reachable under restricted"
+        );
+    }
     denied(&isolated(Level::Restricted, &["try-list", "/home"]));
 }
 

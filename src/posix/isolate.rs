@@ -26,6 +26,10 @@
 //! taken back when the last run using it ends (`Grant`); a working directory
 //! winsandbox makes itself is made for the program (`Workdir`).
 //!
+//! Where the kernel has Landlock, the program also restricts itself
+//! (`Landlock`): writes only where it was granted, no TCP (strict), no
+//! signal or abstract socket outside its tree.
+//!
 //! Once per process and level, a canary proves the view is enforced: a
 //! process under the same level must fail to read a file the supervisor
 //! made readable to everyone, and (strict) to connect to a listener on
@@ -545,6 +549,143 @@ struct CapData {
     inheritable: u32,
 }
 
+/// Landlock, where the kernel has it: a second wall inside the view. The
+/// program may read and execute anywhere in its view, write only its
+/// working directory, the paths granted to write, `/tmp`, `/dev/shm` and
+/// `/dev`; strict (ABI 4+) connects and binds no TCP port; and (ABI 6+) it
+/// signals no process and reaches no abstract socket outside its own tree.
+#[derive(Debug)]
+pub(crate) struct Landlock {
+    abi: i64,
+    net: bool,
+    writable: Vec<CString>,
+}
+
+const LL_CREATE_RULESET: libc::c_long = 444;
+const LL_ADD_RULE: libc::c_long = 445;
+const LL_RESTRICT_SELF: libc::c_long = 446;
+const LL_RULESET_VERSION: u32 = 1;
+const LL_RULE_PATH_BENEATH: libc::c_int = 1;
+const LL_READ: u64 = 1 | 1 << 2 | 1 << 3; // EXECUTE, READ_FILE, READ_DIR
+
+#[repr(C)]
+struct RulesetAttr {
+    fs: u64,
+    net: u64,
+    scoped: u64,
+}
+
+#[repr(C, packed)]
+struct PathBeneath {
+    allowed: u64,
+    parent_fd: i32,
+}
+
+impl Landlock {
+    /// The kernel's Landlock ABI version, or None (not built in, or off).
+    pub fn abi() -> Option<i64> {
+        static ABI: OnceLock<Option<i64>> = OnceLock::new();
+        *ABI.get_or_init(|| {
+            // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only asks the version.
+            let v = unsafe {
+                libc::syscall(
+                    LL_CREATE_RULESET,
+                    std::ptr::null::<RulesetAttr>(),
+                    0usize,
+                    LL_RULESET_VERSION,
+                )
+            };
+            (v > 0).then_some(v as i64)
+        })
+    }
+
+    /// The rules of a run at `level` (None where the kernel has no Landlock).
+    pub fn plan(level: Level, cwd: &Path, writable: &[PathBuf]) -> Result<Option<Landlock>> {
+        let Some(abi) = Self::abi() else {
+            return Ok(None);
+        };
+        let mut w = vec![cstr(cwd.as_os_str().as_bytes())?];
+        for p in writable {
+            w.push(cstr(absolute("writable", p)?.as_os_str().as_bytes())?);
+        }
+        for p in ["/tmp", "/dev/shm", "/dev"] {
+            w.push(cstr(p)?);
+        }
+        Ok(Some(Landlock {
+            abi,
+            net: level == Level::Restricted,
+            writable: w,
+        }))
+    }
+
+    /// Every filesystem right this ABI knows.
+    fn fs_rights(&self) -> u64 {
+        let mut r = (1u64 << 13) - 1; // ABI 1: EXECUTE .. MAKE_SYM
+        if self.abi >= 2 {
+            r |= 1 << 13; // REFER
+        }
+        if self.abi >= 3 {
+            r |= 1 << 14; // TRUNCATE
+        }
+        if self.abi >= 5 {
+            r |= 1 << 15; // IOCTL_DEV
+        }
+        r
+    }
+
+    /// Restricts this process (the program, after `no_new_privs`, in its view).
+    ///
+    /// # Safety
+    /// Only in the program's process before exec (raw calls, no allocation).
+    pub unsafe fn enforce(&self) -> std::result::Result<(), libc::c_int> {
+        let fs = self.fs_rights();
+        let attr = RulesetAttr {
+            fs,
+            net: if self.abi >= 4 && !self.net { 3 } else { 0 }, // BIND_TCP | CONNECT_TCP
+            scoped: if self.abi >= 6 { 3 } else { 0 },           // ABSTRACT_UNIX_SOCKET | SIGNAL
+        };
+        let size = match self.abi {
+            1..=3 => 8,
+            4 | 5 => 16,
+            _ => std::mem::size_of::<RulesetAttr>(),
+        };
+        // SAFETY: (the whole body) Landlock system calls on local structs,
+        // open/close on prepared paths.
+        unsafe {
+            let errno = || *libc::__errno_location();
+            let rs = libc::syscall(LL_CREATE_RULESET, &attr, size, 0u32) as libc::c_int;
+            if rs < 0 {
+                return Err(errno());
+            }
+            let rule = |path: *const libc::c_char, allowed: u64| -> bool {
+                let fd = libc::open(path, libc::O_PATH | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return false;
+                }
+                let pb = PathBeneath {
+                    allowed,
+                    parent_fd: fd,
+                };
+                let r = libc::syscall(LL_ADD_RULE, rs, LL_RULE_PATH_BENEATH, &pb, 0u32);
+                libc::close(fd);
+                r == 0
+            };
+            let mut ok = rule(c"/".as_ptr(), LL_READ);
+            for w in &self.writable {
+                ok = ok && rule(w.as_ptr(), fs);
+            }
+            let ok = ok && libc::syscall(LL_RESTRICT_SELF, rs, 0u32) == 0;
+            let e = errno();
+            libc::close(rs);
+            if ok {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 /// What a failed step of `enter` or `confine` was, for the error.
 pub(crate) fn failed_step(v: Option<&View>, step: usize, check: i32) -> String {
     if check > 0 {
@@ -552,6 +693,7 @@ pub(crate) fn failed_step(v: Option<&View>, step: usize, check: i32) -> String {
             1 => format!("the program could not leave root for uid {NOBODY}"),
             2 => "the program's capabilities could not be dropped".into(),
             3 => "no_new_privs could not be set".into(),
+            5 => "the kernel's Landlock refused the run's rules".into(),
             _ => "the program's root is still the host's".into(),
         };
     }

@@ -61,6 +61,8 @@ struct Prepared {
     view: Option<super::isolate::View>,
     /// An isolated run's program: what it leaves and reads back before exec.
     checks: Option<super::isolate::Checks>,
+    /// An isolated run's Landlock rules, where the kernel has Landlock.
+    landlock: Option<super::isolate::Landlock>,
     /// A canary instead of a program: the bait it must not reach.
     canary: Option<(CString, u16)>,
     /// What the canary reached (`isolate::canary_probe`).
@@ -193,6 +195,7 @@ fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[libc::c_int]) -> Result<Pr
         join: join.to_vec(),
         view: None,
         checks: None,
+        landlock: None,
         canary: None,
         canary_found: 0,
         step: 0,
@@ -473,6 +476,14 @@ unsafe fn child_steps(p: &mut Prepared) -> ! {
                 libc::_exit(127);
             }
         }
+        if let Some(l) = &p.landlock {
+            if let Err(e) = l.enforce() {
+                p.err = e;
+                p.check = 5;
+                p.stage = Stage::Isolate;
+                libc::_exit(127);
+            }
+        }
         if let Some(d) = &p.cwd {
             if libc::chdir(d.as_ptr()) != 0 {
                 p.err = *libc::__errno_location();
@@ -596,6 +607,7 @@ pub(crate) fn spawn(
         }
     }
     let mut p = prepare(&c, fds, join)?;
+    p.landlock = isolate::Landlock::plan(level, &cwd, &cmd.isolation.writable)?;
     p.view = Some(view);
     p.checks = Some(checks);
     let mut s = launch(&mut p, &c, true, Some(level))?;
@@ -624,6 +636,7 @@ fn canary(level: Level, checks: isolate::Checks) -> isolate::CanaryResult {
     c.isolation.level = level;
     let view = isolate::plan(level, None, &dir.0, &[], &[]).map_err(fail)?;
     let mut p = prepare_canary(&c, [&i, &o, &o]).map_err(fail)?;
+    p.landlock = isolate::Landlock::plan(level, &dir.0, &[]).map_err(fail)?;
     p.view = Some(view);
     p.checks = Some(checks);
     p.canary = Some((bait.secret.clone(), bait.port));

@@ -450,6 +450,16 @@ fn main() {
             std::net::TcpStream::connect(("127.0.0.1", arg::<u16>(&a, 1, "port"))).map(|_| ()),
         ),
         "try-list" => allowed(std::fs::read_dir(arg::<String>(&a, 1, "path")).map(|_| ())),
+        #[cfg(target_os = "linux")]
+        "try-unix" => {
+            use std::os::linux::net::SocketAddrExt;
+            let name = arg::<String>(&a, 1, "abstract socket name");
+            allowed(
+                std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                    .and_then(|addr| std::os::unix::net::UnixStream::connect_addr(&addr))
+                    .map(|_| ()),
+            )
+        }
         #[cfg(unix)]
         "try-kill" => {
             let pid: i32 = arg(&a, 1, "pid");
