@@ -730,7 +730,8 @@ impl Interaction {
 #[pyo3(signature = (
     solution, interactor, *, cwd=None, interactor_cwd=None, env=None,
     env_inherit=true, stderr=None, interactor_stderr=None, limits=None,
-    interactor_limits=None, codes=None
+    interactor_limits=None, codes=None, isolation="none", readable=None,
+    writable=None, interactor_isolation="none"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn start_interactive(
@@ -746,12 +747,16 @@ fn start_interactive(
     limits: Option<&Bound<'_, PyAny>>,
     interactor_limits: Option<&Bound<'_, PyAny>>,
     codes: Option<Vec<(i64, String)>>,
+    isolation: &str,
+    readable: Option<Vec<std::path::PathBuf>>,
+    writable: Option<Vec<std::path::PathBuf>>,
+    interactor_isolation: &str,
 ) -> PyResult<Interaction> {
     let pipe = PIPE.into_pyobject(py)?.into_any();
     let lim = |l: Option<&Bound<'_, PyAny>>| -> PyResult<Limits> {
         Ok(l.map(limits_from).transpose()?.unwrap_or_default())
     };
-    let make = |argv: &[String], cwd, err: &Option<Bound<'_, PyAny>>, l| {
+    let make = |argv: &[String], cwd, err: &Option<Bound<'_, PyAny>>, l, iso| {
         command(
             argv.to_vec(),
             cwd,
@@ -762,15 +767,17 @@ fn start_interactive(
             err.as_ref().unwrap_or(&pipe),
             "auto",
             l,
-            Isolation::default(),
+            iso,
         )
     };
-    let sc = make(&solution, cwd, &stderr, lim(limits)?)?;
+    let iso = isolation_of(isolation, readable, writable)?;
+    let sc = make(&solution, cwd, &stderr, lim(limits)?, iso)?;
     let ic = make(
         &interactor,
         interactor_cwd,
         &interactor_stderr,
         lim(interactor_limits)?,
+        isolation_of(interactor_isolation, None, None)?,
     )?;
     let codes = match codes {
         None => crate::decide::TESTLIB_CODES.to_vec(),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Optional, TypedDict, TypeVar, Union
 
 from . import _winsandbox
-from ._command import StrPath, _argv, _cwd, _env_changes, _output
+from ._command import Isolation, StrPath, _argv, _cwd, _env_changes, _isolation, _output, _paths
 from ._errors import _sandbox_error
 from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Verdict, _outcome
@@ -57,6 +57,11 @@ class InteractiveOptions(TypedDict, total=False):
     stderr: Union[int, StrPath, None]
     interactor_stderr: Union[int, StrPath, None]
     codes: Optional[Mapping[int, Union[Verdict, str]]]
+    isolation: Isolation
+    """The solution's isolation level (`run`'s); ``readable``/``writable`` are its grants."""
+    readable: Optional[Sequence[StrPath]]
+    writable: Optional[Sequence[StrPath]]
+    interactor_isolation: Isolation
 
 
 def _start(
@@ -87,6 +92,10 @@ def _start(
             limits=limits,
             interactor_limits=interactor_limits,
             codes=pairs,
+            isolation=_isolation(o.get("isolation", "none")),
+            readable=_paths("readable", o.get("readable")),
+            writable=_paths("writable", o.get("writable")),
+            interactor_isolation=_isolation(o.get("interactor_isolation", "none")),
         )
     except OSError as e:
         raise _sandbox_error(e) from None
@@ -113,8 +122,11 @@ def run_interactive(
     the interactor's exit codes to verdicts (default `TESTLIB_CODES`). When
     either ends badly the other is ended; when either ends by itself the
     other has 2 s to end. Give the solution a ``wall_time``: an interaction
-    in which both wait for the other ends only by a wall limit. Returns an
-    `InteractiveOutcome` (its rules there)."""
+    in which both wait for the other ends only by a wall limit.
+    ``isolation`` (with ``readable``/``writable``) isolates the solution,
+    ``interactor_isolation`` the interactor, as `run` does; a level this
+    system does not enforce raises `IsolationError`, nothing started.
+    Returns an `InteractiveOutcome` (its rules there)."""
     return _finish(_start(solution, interactor, **options), text)
 
 

@@ -126,6 +126,10 @@ def start_interactive(
     limits: Optional[Limits] = None,
     interactor_limits: Optional[Limits] = None,
     codes: Optional[list[tuple[int, str]]] = None,
+    isolation: _IsolationName = "none",
+    readable: Optional[list[str]] = None,
+    writable: Optional[list[str]] = None,
+    interactor_isolation: _IsolationName = "none",
 ) -> Interaction: ...
 def check_limits(limits: dict[str, object]) -> dict[str, object]: ...
 def cli_main(args: list[str]) -> int: ...

@@ -129,3 +129,40 @@ def test_the_cli_names_the_level(tmp_path: Path) -> None:
         [PY, "-m", "winsandbox", "run", "--isolation", "lax", "--", PY], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "isolation" in bad.stderr
+
+
+def test_an_isolated_solution_talks_to_its_interactor_and_cannot_read_the_secret(tmp_path: Path) -> None:
+    interactor = str(Path(__file__).resolve().parent / "guess_interactor.py")
+    (tmp_path / "secret.txt").write_text("617\n")
+    verdict = tmp_path / "verdict.txt"
+    # A solution that reads the interactor's secret instead of guessing.
+    cheat = (
+        "import sys\n"
+        f"try: n = int(open({str(tmp_path / 'secret.txt')!r}).read())\n"
+        "except OSError: n = 1\n"
+        "print('!', n, flush=True)\n"
+    )
+    x = winsandbox.run_interactive(
+        [PY, "-c", cheat] if not WINE else [PY, "-c", "pass"],
+        [PY, interactor, str(tmp_path / "secret.txt"), str(verdict)],
+        limits=winsandbox.Limits(wall_time=5),
+        interactor_limits=winsandbox.Limits(wall_time=15),
+        text=True,
+        isolation="none",
+    )
+    if not WINE:
+        assert x.verdict is Verdict.OK, x  # the hole, unisolated
+    if LINUX:
+        x = winsandbox.run_interactive(
+            [PY, "-c", cheat],
+            [PY, interactor, str(tmp_path / "secret.txt"), str(verdict)],
+            limits=winsandbox.Limits(wall_time=5),
+            interactor_limits=winsandbox.Limits(wall_time=15),
+            text=True,
+            isolation="strict",
+        )
+        assert x.verdict is Verdict.WA, x
+        assert x.solution.isolation == "strict" and x.interactor.isolation == "none"
+    if WINE:
+        with pytest.raises(winsandbox.IsolationError):
+            winsandbox.run_interactive([PY, "-c", "pass"], [PY, "-c", "pass"], isolation="strict")
