@@ -147,6 +147,31 @@ def test_overhead_vs_subprocess(benchmark: BenchmarkFixture, request: pytest.Fix
     benchmark(_subprocess, argv)
 
 
+@pytest.mark.parametrize("level", ["strict", "restricted"])
+def test_isolation_cost(benchmark: BenchmarkFixture, request: pytest.FixtureRequest, level: str) -> None:
+    """The per-run cost of an isolation level: the same no-op run at level
+    ``none`` and at ``level``, interleaved (Linux: the namespaces, the view
+    of the files, Landlock; where a level is refused, the refusal)."""
+    argv = noop()
+    n = 3 if quick(request.config) else 300
+
+    def isolated() -> None:
+        o = winsandbox.run(argv, isolation=level)  # type: ignore[call-overload]
+        assert o.verdict is (winsandbox.Verdict.SE if WINE else winsandbox.Verdict.OK), o
+
+    none, iso = interleaved(lambda: _api_run(argv), isolated, n)
+    what = "refused (SE)" if WINE else "run"
+    ROWS.append(
+        (
+            f"per-run: isolation={level!r} vs 'none' (no-op, {what})",
+            "winsandbox.run, isolation='none'",
+            iso / none,
+            f"{iso * 1e3:.3f} ms vs {none * 1e3:.3f} ms ({n} runs interleaved, medians)",
+        )
+    )
+    benchmark(isolated)
+
+
 @pytest.mark.parametrize("concurrency", [1, 2, 8, 32])
 def test_throughput_run_many(benchmark: BenchmarkFixture, request: pytest.FixtureRequest, concurrency: int) -> None:
     argv = noop()
