@@ -852,11 +852,20 @@ with_close! {
     NativeSandbox,
     "Kills every process of the job and frees it. Idempotent.",
     #[new]
-    #[pyo3(signature = (limits=None))]
-    fn new(limits: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (limits=None, *, isolation="none", readable=None, writable=None))]
+    fn new(
+        py: Python<'_>,
+        limits: Option<&Bound<'_, PyAny>>,
+        isolation: &str,
+        readable: Option<Vec<std::path::PathBuf>>,
+        writable: Option<Vec<std::path::PathBuf>>,
+    ) -> PyResult<Self> {
         let l = limits.map(limits_from).transpose()?.unwrap_or_default();
+        let iso = isolation_of(isolation, readable, writable)?;
+        let mut sb = backend::Sandbox::new(&l).map_err(to_py)?;
+        py.detach(|| sb.isolate(iso)).map_err(to_py)?;
         Ok(NativeSandbox {
-            inner: Slot::new(backend::Sandbox::new(&l).map_err(to_py)?, "sandbox"),
+            inner: Slot::new(sb, "sandbox"),
         })
     }
 

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Optional
 
 from . import _winsandbox
-from ._command import StrPath, _argv, _cwd, _env_changes, _output, _stdin_file
+from ._command import Isolation, StrPath, _argv, _cwd, _env_changes, _isolation, _output, _paths, _stdin_file
 from ._errors import _sandbox_error
 from ._limits import Limits, _limits_arg
 from ._outcome import Accounting, ProcessInfo, Verdict
@@ -60,13 +60,26 @@ class Sandbox:
     and process list while they run, terminate it. Leaving the ``with``
     block (or `close`) kills every process in it."""
 
-    def __init__(self, limits: Optional[Limits] = None) -> None:
+    def __init__(
+        self,
+        limits: Optional[Limits] = None,
+        *,
+        isolation: Isolation = "none",
+        readable: Optional[Sequence[StrPath]] = None,
+        writable: Optional[Sequence[StrPath]] = None,
+    ) -> None:
+        """``isolation`` (with ``readable``/``writable``) isolates every
+        process started into it, as `run` does each run; a level this system
+        does not enforce raises `IsolationError` (a `SandboxError`) here."""
         lim = _limits_arg("limits", limits) or Limits()
+        level = _isolation(isolation)
+        grants = _paths("readable", readable), _paths("writable", writable)
         try:
-            self._native = _winsandbox.Sandbox(lim)
+            self._native = _winsandbox.Sandbox(lim, isolation=level, readable=grants[0], writable=grants[1])
         except OSError as e:
             raise _sandbox_error(e) from None
         self.limits = lim
+        self.isolation: Isolation = level
 
     def spawn(
         self,

@@ -74,7 +74,14 @@ class Process:
 
 @final
 class Sandbox:
-    def __new__(cls, limits: Optional[Limits] = None) -> Sandbox: ...
+    def __new__(
+        cls,
+        limits: Optional[Limits] = None,
+        *,
+        isolation: _IsolationName = "none",
+        readable: Optional[list[str]] = None,
+        writable: Optional[list[str]] = None,
+    ) -> Sandbox: ...
     @property
     def closed(self) -> bool: ...
     def spawn(

@@ -737,11 +737,20 @@ pub struct Sandbox {
     /// Every process started into the job, so that closing the sandbox
     /// reaps those nobody waited for (no zombie outlives it).
     children: std::sync::Mutex<Vec<Child>>,
+    /// The isolation of every process started into it (`isolate`).
+    isolation: crate::command::Isolation,
 }
 
 pub struct Child {
+    /// The program (what `kill` ends, what `pid` says).
     pid: i32,
+    /// What is reaped: the init of an isolated process's namespaces, or the
+    /// program itself.
+    wait_pid: i32,
     status: Status,
+    /// An isolated process's init: its status pipe, stack and leftovers,
+    /// dropped once it is reaped.
+    init: Arc<std::sync::Mutex<Option<Spawned>>>,
 }
 
 /// The exit code of a wait status: the code, or minus the signal.
@@ -825,8 +834,15 @@ impl Child {
             if st.is_none() {
                 let mut status = 0;
                 // SAFETY: polling our own child; `status` is writable.
-                let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-                if r == self.pid {
+                let r = unsafe { libc::waitpid(self.wait_pid, &mut status, libc::WNOHANG) };
+                if r == self.wait_pid {
+                    // An init reports its program's status, then goes.
+                    let init = crate::engine::lock(&self.init).take();
+                    #[cfg(target_os = "linux")]
+                    if let Some(fd) = init.as_ref().and_then(|s| s.status.as_ref()) {
+                        status = super::spawn::program_status(fd);
+                    }
+                    drop(init);
                     *st = Some(code_of(status));
                 } else if r < 0 {
                     return Err(Error::last_os("waitpid"));
@@ -849,7 +865,7 @@ impl Drop for Child {
         if crate::engine::lock(&self.status).is_none() {
             let mut status = 0;
             // SAFETY: reaping our own child if it has ended (never blocks).
-            unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            unsafe { libc::waitpid(self.wait_pid, &mut status, libc::WNOHANG) };
         }
     }
 }
@@ -863,16 +879,36 @@ impl Sandbox {
             job,
             not_applied: not_applied(limits),
             children: std::sync::Mutex::new(Vec::new()),
+            isolation: Default::default(),
         })
     }
 
-    pub fn spawn(&self, cmd: &Command) -> Result<Child> {
-        if cmd.isolation.level != crate::command::Level::None {
-            return Err(Error::invalid(
-                "isolation",
-                "a Sandbox's processes cannot be isolated yet: use run() for an isolated program",
+    /// Isolates every process started into the sandbox from now on (a
+    /// process's own `Command::isolation`, when it has a level, wins): an
+    /// `Error::Isolation` if this system does not enforce the level.
+    pub fn isolate(&mut self, iso: crate::command::Isolation) -> Result<()> {
+        iso.validate()?;
+        #[cfg(target_os = "linux")]
+        super::spawn::ready(iso.level)?;
+        #[cfg(not(target_os = "linux"))]
+        if iso.level != crate::command::Level::None {
+            return Err(Error::isolation(
+                iso.level,
+                "this system has no isolation mechanism of winsandbox's (Linux and Windows only)",
+                None,
             ));
         }
+        self.isolation = iso;
+        Ok(())
+    }
+
+    pub fn spawn(&self, cmd: &Command) -> Result<Child> {
+        let mut cmd = cmd.clone();
+        if cmd.isolation.level == crate::command::Level::None {
+            cmd.isolation = self.isolation.clone();
+        }
+        cmd.isolation.validate()?;
+        let cmd = &cmd;
         let out = |o: &Output, what| -> Result<OwnedFd> {
             Ok(match o {
                 Output::File(p) => OwnedFd::from(
@@ -897,15 +933,23 @@ impl Sandbox {
         };
         let (o, e) = (out(&cmd.stdout, "stdout")?, out(&cmd.stderr, "stderr")?);
         let (c, job) = (cmd.clone(), self.job.clone());
-        let pid =
-            on_lasting_thread(move || start_child(&c, [&stdin, &o, &e], &job, false))?.program;
+        let spawned = on_lasting_thread(move || start_child(&c, [&stdin, &o, &e], &job, false))?;
+        let (pid, wait_pid) = (spawned.program, spawned.wait_pid);
         self.job.add_session(pid);
         let status: Status = Arc::new(std::sync::Mutex::new(None));
+        let init = Arc::new(std::sync::Mutex::new(Some(spawned)));
         engine::lock(&self.children).push(Child {
             pid,
+            wait_pid,
             status: status.clone(),
+            init: init.clone(),
         });
-        Ok(Child { pid, status })
+        Ok(Child {
+            pid,
+            wait_pid,
+            status,
+            init,
+        })
     }
 
     /// The ids of the processes of the job alive now.

@@ -545,11 +545,8 @@ pub(crate) fn spawn(
         return launch(&mut p, cmd, own_pid_ns, None);
     }
     cmd.isolation.validate()?;
+    ready(level)?;
     let checks = isolate::Checks::new()?;
-    let canary = isolate::canary_once(level, || canary(level, checks));
-    if let Err(what) = canary {
-        return Err(Error::isolation(level, what, None));
-    }
     let mut left = Leftovers::default();
     let cwd = match &cmd.cwd {
         Some(d) => std::fs::canonicalize(d).map_err(|e| Error::from_io(format!("cwd {d:?}"), e))?,
@@ -613,6 +610,17 @@ pub(crate) fn spawn(
     let mut s = launch(&mut p, &c, true, Some(level))?;
     s.leftovers = Some(left);
     Ok(s)
+}
+
+/// Whether `level` is enforced here (its canary, once per process): an
+/// `Error::Isolation` if not.
+pub(crate) fn ready(level: Level) -> Result<()> {
+    if level == Level::None {
+        return Ok(());
+    }
+    let checks = isolate::Checks::new()?;
+    isolate::canary_once(level, || canary(level, checks))
+        .map_err(|what| Error::isolation(level, what, None))
 }
 
 /// What an isolated run leaves to undo when it ends: the working directory

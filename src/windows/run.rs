@@ -491,9 +491,19 @@ impl Sandbox {
         })
     }
 
+    /// Isolates every process started into the sandbox from now on: an
+    /// `Error::Isolation` where the level is not enforced (every level, in
+    /// this version: see `isolate`).
+    pub fn isolate(&mut self, iso: crate::command::Isolation) -> Result<()> {
+        iso.validate()?;
+        super::isolate::check(&iso)
+    }
+
     /// Starts `cmd` in the job. Its stdio are the null device or files
     /// (`Output::Capture` is for `run`: here it means discard).
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
+        cmd.isolation.validate()?;
+        super::isolate::check(&cmd.isolation)?;
         let out = |o: &Output, what| match o {
             Output::File(p) => open_inheritable(&path_str(p), true),
             Output::Pipe(e) => e.take(what),

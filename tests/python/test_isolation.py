@@ -166,3 +166,28 @@ def test_an_isolated_solution_talks_to_its_interactor_and_cannot_read_the_secret
     if WINE:
         with pytest.raises(winsandbox.IsolationError):
             winsandbox.run_interactive([PY, "-c", "pass"], [PY, "-c", "pass"], isolation="strict")
+
+
+def test_a_sandbox_isolates_each_process_it_starts(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o644)
+    work = tmp_path / "work"
+    work.mkdir()
+    if WINE:
+        with pytest.raises(winsandbox.IsolationError):
+            winsandbox.Sandbox(isolation="strict")
+        return
+    if not LINUX:
+        pytest.skip("isolation is enforced by the Linux backend here")
+    prog = f"import sys\ntry: open({str(secret)!r}).read(); sys.exit(10)\nexcept OSError: sys.exit(20)"
+    with winsandbox.Sandbox(isolation="strict") as sb:
+        assert sb.isolation == "strict"
+        p = sb.spawn([PY, "-c", prog], cwd=work)
+        assert p.wait(30) == 20  # the secret is not there to read
+        q = sb.spawn([PY, "-c", "import time; time.sleep(60)"], cwd=work)
+        assert q.poll() is None
+    assert q.wait(5) < 0  # killed with the sandbox
+    with winsandbox.Sandbox() as sb:
+        assert sb.spawn([PY, "-c", prog], cwd=work).wait(30) == 10  # the hole, unisolated
