@@ -1,16 +1,30 @@
-//! Isolation levels on Windows: fail closed.
+//! Isolation levels on Windows, failing closed.
+//!
+//! Strict: the program runs in an AppContainer of its own, with no
+//! capability (so no network, loopback included), under a SID derived from
+//! a per-run name (`crate::isolation`: no profile is registered, userenv is
+//! never called). What it may reach is granted to that SID alone, one ACE
+//! per path, and taken back when the run ends (`Grant`): its program's
+//! folder (read, execute; not the system's folders, which every
+//! AppContainer may read already), its working directory (a fresh one when
+//! none is given) and the `writable` paths (modify), the `readable` paths
+//! (read, execute). It starts suspended on a desktop of the supervisor's
+//! own (one per process), and before its first instruction the supervisor
+//! reads its token back: an AppContainer, with this run's SID, or it is
+//! ended and the run is refused.
 //!
 //! Before anything is created for a run, each level proves that this
-//! system takes its mechanism: strict sets a per-run AppContainer SID
-//! (derived, no profile: `crate::isolation`) into a process attribute
+//! system takes its mechanism: strict sets its SID into a process attribute
 //! list; restricted makes a restricted token of the supervisor's own and
 //! reads it back. Wine 8 refuses the first (`ERROR_NOT_SUPPORTED`; a
 //! careless launcher then starts the child unconfined) and accepts the
 //! second without keeping its restricting SIDs: both are refused there,
-//! nothing started (`Error::Isolation`). Where the mechanism is taken, the
-//! launch under it (the SID's grants on the program's folder, its working
-//! directory and the granted paths; the restricted token's desktop) is not
-//! built in this version, so the level is refused too: never run weaker.
+//! nothing started (`Error::Isolation`). Restricted's launch (the token,
+//! its desktop, its grants) is not built in this version: it is refused
+//! everywhere rather than run weaker.
+
+use std::os::windows::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use windows::core::PCWSTR;
 use windows::Win32::Foundation::{HANDLE, HLOCAL};
@@ -29,21 +43,13 @@ use crate::error::{Error, Result};
 /// `PROC_THREAD_ATTRIBUTE_SECURITY_CAPABILITIES`.
 pub(crate) const ATTR_SECURITY_CAPABILITIES: u32 = 0x0002_0009;
 
-/// Whether `iso` can run here: Ok for none; an `Error::Isolation` naming
-/// what this system does not enforce otherwise (see the module's note).
+/// Whether `iso` can run here: Ok for none and (where the system takes
+/// AppContainers) strict; an `Error::Isolation` naming what this system
+/// does not enforce otherwise (see the module's note).
 pub(crate) fn check(iso: &Isolation) -> Result<()> {
     match iso.level {
         Level::None => Ok(()),
-        Level::Strict => {
-            appcontainer_taken()?;
-            Err(Error::isolation(
-                Level::Strict,
-                "this version does not yet launch into an AppContainer (its SID's grants on \
-                 the program, the working directory and the granted paths): refused rather \
-                 than run without one",
-                None,
-            ))
-        }
+        Level::Strict => appcontainer_taken(),
         Level::Restricted => {
             restricted_token_kept()?;
             Err(Error::isolation(
@@ -56,8 +62,24 @@ pub(crate) fn check(iso: &Isolation) -> Result<()> {
     }
 }
 
+/// What a level does not give on this system, for the outcome's `not_applied`.
+pub(crate) fn not_applied(level: Level) -> Option<crate::outcome::NotApplied> {
+    (level == Level::Strict).then(|| crate::outcome::NotApplied {
+        limit: "desktop",
+        reason: "the program shares the supervisor's desktop (as a low-integrity AppContainer \
+                 it cannot send messages to the user's windows); a desktop of its own is not \
+                 built yet"
+            .into(),
+    })
+}
+
 /// A SID from its string form, freed on drop.
-struct Sid(PSID);
+pub(crate) struct Sid(pub PSID);
+
+// SAFETY: a SID is plain memory owned by this value; nothing aliases it.
+unsafe impl Send for Sid {}
+// SAFETY: as above; it is only read once made.
+unsafe impl Sync for Sid {}
 
 impl Sid {
     fn parse(s: &str) -> Result<Sid> {
@@ -163,4 +185,296 @@ fn restricted_token_kept() -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A strict run's AppContainer: its SID, its working directory, what was
+/// granted to it (taken back on drop, before a fresh directory is removed).
+pub(crate) struct Contained {
+    pub sid: Sid,
+    pub cwd: PathBuf,
+    grants: Vec<Grant>,
+    workdir: Option<PathBuf>,
+}
+
+impl Drop for Contained {
+    fn drop(&mut self) {
+        self.grants.clear();
+        if let Some(d) = &self.workdir {
+            // The job's processes may hold files a moment after it is ended.
+            for _ in 0..50 {
+                if std::fs::remove_dir_all(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Everything a strict run needs before its start: None for other levels
+/// (which `check` has refused, or none).
+pub(crate) fn contain(
+    cmd: &crate::command::Command,
+    program: Option<&Path>,
+) -> Result<Option<Contained>> {
+    if cmd.isolation.level != Level::Strict {
+        return Ok(None);
+    }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let name = crate::isolation::appcontainer_name(std::process::id(), run);
+    let sid_text = crate::isolation::appcontainer_sid(&name);
+    let sid = Sid::parse(&sid_text)?;
+    let mut c = Contained {
+        sid,
+        cwd: PathBuf::new(),
+        grants: Vec::new(),
+        workdir: None,
+    };
+    c.cwd = match &cmd.cwd {
+        Some(d) => d.clone(),
+        None => {
+            let d =
+                std::env::temp_dir().join(format!("winsandbox-work-{}-{run}", std::process::id()));
+            std::fs::create_dir(&d).map_err(|e| Error::from_io(format!("creating {d:?}"), e))?;
+            c.workdir = Some(d.clone());
+            d
+        }
+    };
+    let mut want: Vec<(PathBuf, bool)> = Vec::new();
+    if let Some(dir) = program.and_then(Path::parent) {
+        if !system_folder(dir) {
+            want.push((dir.to_path_buf(), false));
+        }
+    }
+    want.push((c.cwd.clone(), true));
+    want.extend(cmd.isolation.readable.iter().map(|p| (p.clone(), false)));
+    want.extend(cmd.isolation.writable.iter().map(|p| (p.clone(), true)));
+    for (path, write) in want {
+        c.grants.push(Grant::new(&path, &c.sid, write)?);
+    }
+    Ok(Some(c))
+}
+
+/// Under the Windows folder or a Program Files: every AppContainer reads
+/// those already (ALL APPLICATION PACKAGES), and nobody but their owner may
+/// change their ACLs.
+fn system_folder(p: &Path) -> bool {
+    [
+        "SystemRoot",
+        "ProgramFiles",
+        "ProgramFiles(x86)",
+        "ProgramW6432",
+    ]
+    .iter()
+    .filter_map(std::env::var_os)
+    .any(|root| {
+        let lower = |x: &Path| x.to_string_lossy().to_lowercase();
+        lower(p).starts_with(&lower(Path::new(&root)))
+    })
+}
+
+/// One ACE for a run's SID on a path (inherited by what is inside a
+/// folder), removed on drop: every ACE of that SID goes (the SID is the
+/// run's alone).
+struct Grant {
+    path: Vec<u16>,
+    sid: PSID,
+}
+
+// SAFETY: the SID pointer stays valid for the grant's life (its `Contained` owns it, and drops the grants first).
+unsafe impl Send for Grant {}
+// SAFETY: as above.
+unsafe impl Sync for Grant {}
+
+const GENERIC_READ: u32 = 0x8000_0000;
+const GENERIC_EXECUTE: u32 = 0x2000_0000;
+const FILE_MODIFY: u32 = 0x0013_01BF; // read, write, execute, delete
+
+impl Grant {
+    fn new(path: &Path, sid: &Sid, write: bool) -> Result<Grant> {
+        let access = if write {
+            FILE_MODIFY
+        } else {
+            GENERIC_READ | GENERIC_EXECUTE
+        };
+        let g = Grant {
+            path: path.as_os_str().encode_wide().chain(Some(0)).collect(),
+            sid: sid.0,
+        };
+        g.set(
+            windows::Win32::Security::Authorization::GRANT_ACCESS,
+            access,
+            path.is_dir(),
+        )
+        .map_err(|code| {
+            Error::os(
+                format!("granting this run's AppContainer access to {path:?}"),
+                code,
+            )
+        })?;
+        Ok(g)
+    }
+
+    /// Sets one entry for the SID into the path's DACL.
+    fn set(
+        &self,
+        mode: windows::Win32::Security::Authorization::ACCESS_MODE,
+        access: u32,
+        inherit: bool,
+    ) -> std::result::Result<(), i32> {
+        use windows::Win32::Security::Authorization::*;
+        use windows::Win32::Security::{
+            ACE_FLAGS, ACL, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+            SUB_CONTAINERS_AND_OBJECTS_INHERIT,
+        };
+        let name = PCWSTR(self.path.as_ptr());
+        let mut old: *mut ACL = std::ptr::null_mut();
+        let mut sd = PSECURITY_DESCRIPTOR::default();
+        // SAFETY: a NUL-terminated path; the out-pointers are locals.
+        let r = unsafe {
+            GetNamedSecurityInfoW(
+                name,
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                None,
+                None,
+                Some(&mut old),
+                None,
+                &mut sd,
+            )
+        };
+        if r.0 != 0 {
+            return Err(r.0 as i32);
+        }
+        let entry = EXPLICIT_ACCESS_W {
+            grfAccessPermissions: access,
+            grfAccessMode: mode,
+            grfInheritance: if inherit {
+                SUB_CONTAINERS_AND_OBJECTS_INHERIT
+            } else {
+                ACE_FLAGS(0)
+            },
+            Trustee: TRUSTEE_W {
+                TrusteeForm: TRUSTEE_IS_SID,
+                TrusteeType: TRUSTEE_IS_UNKNOWN,
+                ptstrName: windows::core::PWSTR(self.sid.0.cast()),
+                ..Default::default()
+            },
+        };
+        let mut new: *mut ACL = std::ptr::null_mut();
+        // SAFETY: `old` points into `sd`, alive until freed below; `new` is ours to free.
+        let r = unsafe { SetEntriesInAclW(Some(&[entry]), Some(old), &mut new) };
+        let result = if r.0 != 0 {
+            Err(r.0 as i32)
+        } else {
+            // SAFETY: a NUL-terminated path and the ACL just made.
+            let r = unsafe {
+                SetNamedSecurityInfoW(
+                    name,
+                    SE_FILE_OBJECT,
+                    DACL_SECURITY_INFORMATION,
+                    None,
+                    None,
+                    Some(new),
+                    None,
+                )
+            };
+            if r.0 != 0 {
+                Err(r.0 as i32)
+            } else {
+                Ok(())
+            }
+        };
+        // SAFETY: both were allocated by the system with LocalAlloc.
+        unsafe {
+            windows::Win32::Foundation::LocalFree(Some(HLOCAL(new.cast())));
+            windows::Win32::Foundation::LocalFree(Some(HLOCAL(sd.0)));
+        }
+        result
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        let _ = self.set(
+            windows::Win32::Security::Authorization::REVOKE_ACCESS,
+            0,
+            false,
+        );
+    }
+}
+
+/// Whether the started (suspended) `process` runs in an AppContainer with
+/// `sid`: its token, read back. Err: what is not so.
+pub(crate) fn verify_contained(process: HANDLE, sid: &Sid) -> std::result::Result<(), String> {
+    use windows::Win32::Security::{
+        EqualSid, GetTokenInformation, TokenAppContainerSid, TokenIsAppContainer,
+    };
+    let mut token = HANDLE::default();
+    // SAFETY: a process handle we hold; `token` is a local.
+    unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) }.map_err(|e| {
+        format!(
+            "OpenProcessToken of the child failed (error {})",
+            win32_code(&e)
+        )
+    })?;
+    // SAFETY: a token handle just opened, ours alone.
+    let token = unsafe { own_handle(token) };
+    let t = super::handle::raw(&token);
+    let mut is_ac = 0u32;
+    let mut len = 0u32;
+    // SAFETY: a u32 out-buffer of its size.
+    unsafe {
+        GetTokenInformation(
+            t,
+            TokenIsAppContainer,
+            Some((&mut is_ac as *mut u32).cast()),
+            4,
+            &mut len,
+        )
+    }
+    .map_err(|e| format!("its token could not be read (error {})", win32_code(&e)))?;
+    if is_ac == 0 {
+        return Err("the child's token is not an AppContainer's".into());
+    }
+    let mut buf = [0usize; 16]; // TOKEN_APPCONTAINER_INFORMATION and the SID after it
+                                // SAFETY: an out-buffer of its size, pointer-aligned.
+    unsafe {
+        GetTokenInformation(
+            t,
+            TokenAppContainerSid,
+            Some(buf.as_mut_ptr().cast()),
+            std::mem::size_of_val(&buf) as u32,
+            &mut len,
+        )
+    }
+    .map_err(|e| {
+        format!(
+            "its AppContainer SID could not be read (error {})",
+            win32_code(&e)
+        )
+    })?;
+    let theirs = PSID(buf[0] as *mut _);
+    // SAFETY: two valid SIDs (the token's points into `buf`).
+    if theirs.0.is_null() || unsafe { EqualSid(theirs, sid.0) }.is_err() {
+        return Err("the child's AppContainer SID is not this run's".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_appcontainer_attribute_is_windows_own() {
+        // PROC_THREAD_ATTRIBUTE_SECURITY_CAPABILITIES: number 9, input (0x20000).
+        assert_eq!(ATTR_SECURITY_CAPABILITIES, 0x0002_0009);
+        // SECURITY_CAPABILITIES on x64: SID pointer, array pointer, two DWORDs.
+        assert_eq!(std::mem::size_of::<SECURITY_CAPABILITIES>(), 24);
+        assert!(not_applied(Level::Strict).is_some());
+        assert!(not_applied(Level::None).is_none());
+    }
 }

@@ -93,6 +93,10 @@ pub struct Running {
     killed_at: Option<Instant>,
     wall_limit: Option<Duration>,
     finish: Finish,
+    isolation: crate::command::Level,
+    /// A strict run's AppContainer: its grants and fresh working directory,
+    /// undone when the run is dropped (after its job is ended).
+    _contained: Option<super::isolate::Contained>,
 }
 
 impl Running {
@@ -100,7 +104,9 @@ impl Running {
     pub fn start(cmd: &Command) -> Result<Running> {
         cmd.isolation.validate()?;
         super::isolate::check(&cmd.isolation)?;
-        let (job, breakaway) = make_job(&cmd.limits)?;
+        let (mut job, breakaway) = make_job(&cmd.limits)?;
+        job.not_applied
+            .extend(super::isolate::not_applied(cmd.isolation.level));
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
             Ok(std::fs::File::from(open_file(&path_str(p), true, false)?))
         })?;
@@ -127,6 +133,8 @@ impl Running {
             stdout: out_theirs,
             stderr: err_theirs,
         };
+        let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
+        let contained = super::isolate::contain(cmd, program.as_deref())?;
         let req = SpawnRequest {
             program: &cmd.program,
             args: &cmd.args,
@@ -135,6 +143,7 @@ impl Running {
             path: cmd.spawn_path,
             breakaway,
             no_crash_dialogs: cmd.limits.no_crash_dialogs,
+            contained: contained.as_ref(),
         };
         let process = spawn(&job, &req, &stdio)?;
         // Wall time runs from the moment the process exists: a slow
@@ -159,6 +168,8 @@ impl Running {
             killed_at: None,
             wall_limit: cmd.limits.wall_time,
             finish: Finish::default(),
+            isolation: cmd.isolation.level,
+            _contained: contained,
         })
     }
 
@@ -311,6 +322,7 @@ impl Running {
             read_bytes: acc.read_bytes,
             write_bytes: acc.write_bytes,
             not_applied: self.job.not_applied.clone(),
+            isolation: self.isolation,
             ..Default::default()
         };
         drop(st);
@@ -426,6 +438,8 @@ pub struct Sandbox {
     job: JobObject,
     breakaway: bool,
     no_crash_dialogs: bool,
+    /// The isolation of every process started into it (`isolate`).
+    isolation: crate::command::Isolation,
 }
 
 /// The system time now, in FILETIME units (100 ns since 1601).
@@ -438,6 +452,8 @@ fn system_time_now() -> u64 {
 /// A process started in a [`Sandbox`].
 pub struct Child {
     process: Process,
+    /// A strict process's AppContainer grants, undone when it is dropped.
+    _contained: Option<super::isolate::Contained>,
 }
 
 impl Child {
@@ -488,6 +504,7 @@ impl Sandbox {
             job,
             breakaway,
             no_crash_dialogs: limits.no_crash_dialogs,
+            isolation: Default::default(),
         })
     }
 
@@ -496,14 +513,23 @@ impl Sandbox {
     /// this version: see `isolate`).
     pub fn isolate(&mut self, iso: crate::command::Isolation) -> Result<()> {
         iso.validate()?;
-        super::isolate::check(&iso)
+        super::isolate::check(&iso)?;
+        self.isolation = iso;
+        Ok(())
     }
 
     /// Starts `cmd` in the job. Its stdio are the null device or files
     /// (`Output::Capture` is for `run`: here it means discard).
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
+        let mut cmd = cmd.clone();
+        if cmd.isolation.level == crate::command::Level::None {
+            cmd.isolation = self.isolation.clone();
+        }
+        let cmd = &cmd;
         cmd.isolation.validate()?;
         super::isolate::check(&cmd.isolation)?;
+        let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
+        let contained = super::isolate::contain(cmd, program.as_deref())?;
         let out = |o: &Output, what| match o {
             Output::File(p) => open_inheritable(&path_str(p), true),
             Output::Pipe(e) => e.take(what),
@@ -533,9 +559,11 @@ impl Sandbox {
             path: cmd.spawn_path,
             breakaway: self.breakaway,
             no_crash_dialogs: self.no_crash_dialogs,
+            contained: contained.as_ref(),
         };
         Ok(Child {
             process: spawn(&self.job, &req, &stdio)?,
+            _contained: contained,
         })
     }
 

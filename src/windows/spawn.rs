@@ -46,6 +46,9 @@ pub(crate) struct SpawnRequest<'a> {
     pub path: SpawnPath,
     pub breakaway: bool,
     pub no_crash_dialogs: bool,
+    /// A strict run's AppContainer: the child starts in it, suspended, and
+    /// runs only once its token has been read back.
+    pub contained: Option<&'a super::isolate::Contained>,
 }
 
 fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
@@ -227,7 +230,8 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
         Some(env_block(base, req.env).map_err(|m| Error::invalid("env", m))?)
     };
-    let cwd = match req.cwd {
+    let req_cwd = req.contained.map(|c| c.cwd.as_path()).or(req.cwd);
+    let cwd = match req_cwd {
         Some(d) => {
             if !d.is_dir() {
                 return Err(Error::os(format!("cwd {d:?}: no such directory"), 267));
@@ -252,9 +256,35 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
 
     let mut path = req.path;
     let mut breakaway = req.breakaway;
+    let caps = req
+        .contained
+        .map(|c| windows::Win32::Security::SECURITY_CAPABILITIES {
+            AppContainerSid: c.sid.0,
+            Capabilities: std::ptr::null_mut(),
+            CapabilityCount: 0,
+            Reserved: 0,
+        });
     loop {
         let use_job_list = path != SpawnPath::Suspended;
-        let mut attrs = AttrList::new(if use_job_list { 2 } else { 1 })?;
+        let mut attrs = AttrList::new(1 + use_job_list as u32 + caps.is_some() as u32)?;
+        if let Some(caps) = &caps {
+            // SAFETY: `caps` (and the SID it points to, in `req`) outlive `attrs`.
+            unsafe {
+                attrs.set_bytes(
+                    super::isolate::ATTR_SECURITY_CAPABILITIES,
+                    (caps as *const windows::Win32::Security::SECURITY_CAPABILITIES).cast(),
+                    std::mem::size_of_val(caps),
+                )
+            }
+            .map_err(|e| {
+                Error::isolation(
+                    crate::command::Level::Strict,
+                    "no AppContainer on this system: \
+                     UpdateProcThreadAttribute(SECURITY_CAPABILITIES) failed",
+                    Some(win32_code(&e)),
+                )
+            })?;
+        }
         // SAFETY: `handles` outlives `attrs` (both locals of this frame).
         unsafe { attrs.set(PROC_THREAD_ATTRIBUTE_HANDLE_LIST, handles.as_ptr(), n) }.map_err(
             |e| {
@@ -287,7 +317,8 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         si.lpAttributeList = attrs.ptr();
         let mut flags =
             EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT | DETACHED_PROCESS;
-        if !use_job_list {
+        let suspended = !use_job_list || caps.is_some();
+        if suspended {
             flags |= CREATE_SUSPENDED;
         }
         if breakaway {
@@ -334,12 +365,20 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         let process = unsafe { own(pi.hProcess) };
         // SAFETY: as above.
         let thread = unsafe { own(pi.hThread) };
-        if !use_job_list {
+        if suspended {
             let mut guard = KillGuard {
                 process: &process,
                 armed: true,
             };
-            job.assign(&process)?;
+            if !use_job_list {
+                job.assign(&process)?;
+            }
+            // Strict: before its first instruction, its token says
+            // AppContainer, this run's, or it never runs.
+            if let Some(c) = req.contained {
+                super::isolate::verify_contained(raw(&process), &c.sid)
+                    .map_err(|what| Error::isolation(crate::command::Level::Strict, what, None))?;
+            }
             // SAFETY: the thread handle is open; the thread is suspended once.
             let prev = unsafe { ResumeThread(raw(&thread)) };
             if prev == u32::MAX {

@@ -460,6 +460,20 @@ fn main() {
                     .map(|_| ()),
             )
         }
+        #[cfg(windows)]
+        "try-kill" => {
+            use windows::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE};
+            let pid: u32 = arg(&a, 1, "pid");
+            // SAFETY: asks for a handle and closes it at once (dropped).
+            let r = unsafe { OpenProcess(PROCESS_TERMINATE, false, pid) };
+            allowed(
+                r.map(|h| {
+                    // SAFETY: the handle just opened.
+                    let _ = unsafe { windows::Win32::Foundation::CloseHandle(h) };
+                })
+                .map_err(|e| std::io::Error::other(e.to_string())),
+            )
+        }
         #[cfg(unix)]
         "try-kill" => {
             let pid: i32 = arg(&a, 1, "pid");
