@@ -242,17 +242,36 @@ pub(crate) fn contain(
             d
         }
     };
-    let mut want: Vec<(PathBuf, bool)> = Vec::new();
-    if let Some(dir) = program.and_then(Path::parent) {
-        if !system_folder(dir) {
-            want.push((dir.to_path_buf(), false));
+    // The program and its folder: that file and that folder alone (no walk
+    // of a large folder's tree, as an inherited grant would make); what
+    // else it needs beside it is for `readable`.
+    if let Some(prog) = program.filter(|p| !p.parent().is_some_and(system_folder)) {
+        if let Some(dir) = prog.parent() {
+            c.grants
+                .push(Grant::new(dir, &c.sid, FOLDER_TRAVERSE, false)?);
         }
+        c.grants.push(Grant::new(
+            prog,
+            &c.sid,
+            GENERIC_READ | GENERIC_EXECUTE,
+            false,
+        )?);
     }
-    want.push((c.cwd.clone(), true));
-    want.extend(cmd.isolation.readable.iter().map(|p| (p.clone(), false)));
-    want.extend(cmd.isolation.writable.iter().map(|p| (p.clone(), true)));
-    for (path, write) in want {
-        c.grants.push(Grant::new(&path, &c.sid, write)?);
+    let mut tree: Vec<(PathBuf, u32)> = vec![(c.cwd.clone(), FILE_MODIFY)];
+    tree.extend(
+        cmd.isolation
+            .readable
+            .iter()
+            .map(|p| (p.clone(), GENERIC_READ | GENERIC_EXECUTE)),
+    );
+    tree.extend(
+        cmd.isolation
+            .writable
+            .iter()
+            .map(|p| (p.clone(), FILE_MODIFY)),
+    );
+    for (path, access) in tree {
+        c.grants.push(Grant::new(&path, &c.sid, access, true)?);
     }
     Ok(Some(c))
 }
@@ -275,12 +294,14 @@ fn system_folder(p: &Path) -> bool {
     })
 }
 
-/// One ACE for a run's SID on a path (inherited by what is inside a
-/// folder), removed on drop: every ACE of that SID goes (the SID is the
-/// run's alone).
+/// One ACE for a run's SID on a path, removed on drop (every ACE of that
+/// SID goes: the SID is the run's alone). `tree`: inherited by what is in
+/// a folder, existing files included (the system walks the tree); else on
+/// that one file or folder, nothing walked.
 struct Grant {
     path: Vec<u16>,
     sid: PSID,
+    tree: bool,
 }
 
 // SAFETY: the SID pointer stays valid for the grant's life (its `Contained` owns it, and drops the grants first).
@@ -291,22 +312,20 @@ unsafe impl Sync for Grant {}
 const GENERIC_READ: u32 = 0x8000_0000;
 const GENERIC_EXECUTE: u32 = 0x2000_0000;
 const FILE_MODIFY: u32 = 0x0013_01BF; // read, write, execute, delete
+/// List and traverse a folder, read its attributes (FILE_LIST_DIRECTORY |
+/// FILE_TRAVERSE | FILE_READ_ATTRIBUTES | SYNCHRONIZE).
+const FOLDER_TRAVERSE: u32 = 0x0010_00A1;
 
 impl Grant {
-    fn new(path: &Path, sid: &Sid, write: bool) -> Result<Grant> {
-        let access = if write {
-            FILE_MODIFY
-        } else {
-            GENERIC_READ | GENERIC_EXECUTE
-        };
+    fn new(path: &Path, sid: &Sid, access: u32, tree: bool) -> Result<Grant> {
         let g = Grant {
             path: path.as_os_str().encode_wide().chain(Some(0)).collect(),
             sid: sid.0,
+            tree: tree && path.is_dir(),
         };
         g.set(
             windows::Win32::Security::Authorization::GRANT_ACCESS,
             access,
-            path.is_dir(),
         )
         .map_err(|code| {
             Error::os(
@@ -322,8 +341,8 @@ impl Grant {
         &self,
         mode: windows::Win32::Security::Authorization::ACCESS_MODE,
         access: u32,
-        inherit: bool,
     ) -> std::result::Result<(), i32> {
+        let inherit = self.tree;
         use windows::Win32::Security::Authorization::*;
         use windows::Win32::Security::{
             ACE_FLAGS, ACL, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
@@ -368,7 +387,7 @@ impl Grant {
         let r = unsafe { SetEntriesInAclW(Some(&[entry]), Some(old), &mut new) };
         let result = if r.0 != 0 {
             Err(r.0 as i32)
-        } else {
+        } else if self.tree {
             // SAFETY: a NUL-terminated path and the ACL just made.
             let r = unsafe {
                 SetNamedSecurityInfoW(
@@ -386,6 +405,8 @@ impl Grant {
             } else {
                 Ok(())
             }
+        } else {
+            set_one(name, new)
         };
         // SAFETY: both were allocated by the system with LocalAlloc.
         unsafe {
@@ -398,12 +419,26 @@ impl Grant {
 
 impl Drop for Grant {
     fn drop(&mut self) {
-        let _ = self.set(
-            windows::Win32::Security::Authorization::REVOKE_ACCESS,
-            0,
-            false,
-        );
+        let _ = self.set(windows::Win32::Security::Authorization::REVOKE_ACCESS, 0);
     }
+}
+
+/// Sets `dacl` on the one file or folder `name` (SetFileSecurityW: no walk
+/// of what is inside).
+fn set_one(name: PCWSTR, dacl: *mut windows::Win32::Security::ACL) -> std::result::Result<(), i32> {
+    use windows::Win32::Security::{
+        InitializeSecurityDescriptor, SetFileSecurityW, SetSecurityDescriptorDacl,
+        DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SECURITY_DESCRIPTOR,
+    };
+    let mut sd = SECURITY_DESCRIPTOR::default();
+    let psd = PSECURITY_DESCRIPTOR((&mut sd as *mut SECURITY_DESCRIPTOR).cast());
+    // SAFETY: `sd` is a local descriptor; `dacl` lives until after the call.
+    unsafe {
+        InitializeSecurityDescriptor(psd, 1) // SECURITY_DESCRIPTOR_REVISION
+            .and_then(|()| SetSecurityDescriptorDacl(psd, true, Some(dacl), false))
+            .and_then(|()| SetFileSecurityW(name, DACL_SECURITY_INFORMATION, psd).ok())
+    }
+    .map_err(|e| win32_code(&e))
 }
 
 /// Whether the started (suspended) `process` runs in an AppContainer with
