@@ -73,10 +73,88 @@ const DEVNULL: i64 = -3;
 
 pyo3::create_exception!(
     _winsandbox,
-    IsolationError,
+    SandboxError,
     PyOSError,
+    "The sandbox could not do what was asked. An OSError: `winerror` (Windows) \
+     and `errno` keep the system's code, and each error is also the matching \
+     built-in subclass, so `except FileNotFoundError` works too."
+);
+
+pyo3::create_exception!(
+    _winsandbox,
+    IsolationError,
+    SandboxError,
     "An isolation level this system does not enforce: nothing was started."
 );
+
+/// The `SandboxError` class that is also `base` (`FileNotFoundError` …),
+/// made once per base: `SandboxError` itself for a plain `OSError`.
+fn sandbox_class<'py>(
+    py: Python<'py>,
+    base: &Bound<'py, pyo3::types::PyType>,
+) -> PyResult<Bound<'py, pyo3::types::PyType>> {
+    static CLASSES: pyo3::sync::PyOnceLock<Py<PyDict>> = pyo3::sync::PyOnceLock::new();
+    let sandbox = py.get_type::<SandboxError>();
+    if base.is_subclass(&sandbox)? {
+        return Ok(base.clone());
+    }
+    if base.is(py.get_type::<PyOSError>()) {
+        return Ok(sandbox);
+    }
+    let cache = CLASSES
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py);
+    if let Some(c) = cache.get_item(base)? {
+        return Ok(c.cast_into()?);
+    }
+    let name = format!("Sandbox{}", base.name()?);
+    let ns = PyDict::new(py);
+    ns.set_item("__module__", "winsandbox")?;
+    let class = py
+        .import("builtins")?
+        .getattr("type")?
+        .call1((name, (sandbox, base), ns))?
+        .cast_into::<pyo3::types::PyType>()?;
+    cache.set_item(base, &class)?;
+    Ok(class)
+}
+
+/// An `OSError` made from `args` (errno, strerror[, filename[, winerror]]),
+/// as the matching `SandboxError` subclass: Python picks the built-in
+/// subclass from the code, then the sandbox's twin of it is raised.
+fn sandbox_os_error(py: Python<'_>, args: Bound<'_, PyTuple>) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let plain = py.get_type::<PyOSError>().call1(&args)?;
+        let class = sandbox_class(py, &plain.get_type())?;
+        Ok(PyErr::from_value(class.call1(&args)?))
+    })();
+    made.unwrap_or_else(|e| e)
+}
+
+/// `e` (an OSError raised in Python) as the matching `SandboxError`, with
+/// its code, text and file name.
+#[pyfunction]
+fn sandbox_error<'py>(py: Python<'py>, e: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let class = sandbox_class(py, &e.get_type())?;
+    if class.is(e.get_type()) {
+        return Ok(e.clone());
+    }
+    let args = e.getattr("args")?;
+    let (errno, strerror, filename) = (
+        e.getattr("errno")?,
+        e.getattr("strerror")?,
+        e.getattr("filename")?,
+    );
+    let winerror = e.getattr("winerror").ok().filter(|w| !w.is_none());
+    if errno.is_none() && winerror.is_none() {
+        return class.call1(args.cast::<PyTuple>()?);
+    }
+    match winerror {
+        Some(w) => class.call1((errno, strerror, filename, w)),
+        None if !filename.is_none() => class.call1((errno, strerror, filename)),
+        None => class.call1((errno, strerror)),
+    }
+}
 
 fn to_py(e: Error) -> PyErr {
     match e {
@@ -93,17 +171,24 @@ fn to_py(e: Error) -> PyErr {
         Error::Invalid { .. } => PyValueError::new_err(e.to_string()),
         Error::Os { ref source, .. } => {
             let msg = e.to_string();
-            match source.raw_os_error() {
-                // OSError(errno, strerror, filename, winerror): CPython derives
-                // errno and the subclass (FileNotFoundError ...) from winerror.
-                Some(code) if crate::BACKEND == "windows" => {
-                    PyOSError::new_err((0, msg, Option::<String>::None, code))
+            let code = source.raw_os_error();
+            Python::attach(|py| {
+                let args = match code {
+                    // OSError(errno, strerror, filename, winerror): CPython derives
+                    // errno and the subclass (FileNotFoundError ...) from winerror.
+                    Some(c) if crate::BACKEND == "windows" => (0, msg, py.None(), c)
+                        .into_pyobject(py)
+                        .map(|t| t.into_any()),
+                    Some(c) => (c, msg).into_pyobject(py).map(|t| t.into_any()),
+                    None => (msg,).into_pyobject(py).map(|t| t.into_any()),
+                };
+                match args.and_then(|a| Ok(a.cast_into::<PyTuple>()?)) {
+                    Ok(a) => sandbox_os_error(py, a),
+                    Err(err) => err,
                 }
-                Some(code) => PyOSError::new_err((code, msg)),
-                None => PyOSError::new_err(msg),
-            }
+            })
         }
-        Error::Sandbox { .. } => PyOSError::new_err(e.to_string()),
+        Error::Sandbox { .. } => SandboxError::new_err(e.to_string()),
     }
 }
 
@@ -997,7 +1082,9 @@ fn _winsandbox(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PIPE", PIPE)?;
     m.add("DEVNULL", DEVNULL)?;
+    m.add("SandboxError", m.py().get_type::<SandboxError>())?;
     m.add("IsolationError", m.py().get_type::<IsolationError>())?;
+    m.add_function(wrap_pyfunction!(sandbox_error, m)?)?;
     m.add_class::<Run>()?;
     m.add_class::<Process>()?;
     m.add_class::<NativeSandbox>()?;

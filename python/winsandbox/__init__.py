@@ -6,7 +6,7 @@ On Linux and other POSIX systems the same API runs on a fallback backend
 """
 
 from ._command import DEVNULL, PIPE, Isolation
-from ._errors import SandboxError
+from ._errors import IsolationError, SandboxError
 from ._interactive import (
     TESTLIB_CODES,
     InteractiveOptions,
@@ -18,7 +18,7 @@ from ._limits import Limits
 from ._outcome import Accounting, Outcome, ProcessInfo, Verdict, Worker
 from ._run import Job, RunOptions, run, run_async, run_many
 from ._sandbox import Sandbox, SandboxProcess
-from ._winsandbox import IsolationError, __version__, backend_name
+from ._winsandbox import __version__, backend_name
 
 BACKEND: str = backend_name()
 """``"windows"`` (Job Objects) or ``"posix"`` (the fallback)."""

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Generic, Optional, TypedDict, TypeVar, Un
 
 from . import _winsandbox
 from ._command import Isolation, StrPath, _argv, _cwd, _env_changes, _isolation, _output, _paths
-from ._errors import _sandbox_error
 from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Verdict, _outcome
 from ._run import _end_of, _wait
@@ -79,26 +78,23 @@ def _start(
             raise TypeError(f"codes: exit codes must be int, got {code!r}")
         pairs.append((code, Verdict(v).value))
     changes, inherit = _env_changes(o.get("env"), o.get("extra_env"))
-    try:
-        return _winsandbox.start_interactive(
-            _argv(solution),
-            _argv(interactor),
-            cwd=_cwd(o.get("cwd")),
-            interactor_cwd=_cwd(o.get("interactor_cwd")),
-            env=changes,
-            env_inherit=inherit,
-            stderr=_output("stderr", o.get("stderr")),
-            interactor_stderr=_output("interactor_stderr", o.get("interactor_stderr")),
-            limits=limits,
-            interactor_limits=interactor_limits,
-            codes=pairs,
-            isolation=_isolation(o.get("isolation", "none")),
-            readable=_paths("readable", o.get("readable")),
-            writable=_paths("writable", o.get("writable")),
-            interactor_isolation=_isolation(o.get("interactor_isolation", "none")),
-        )
-    except OSError as e:
-        raise _sandbox_error(e) from None
+    return _winsandbox.start_interactive(
+        _argv(solution),
+        _argv(interactor),
+        cwd=_cwd(o.get("cwd")),
+        interactor_cwd=_cwd(o.get("interactor_cwd")),
+        env=changes,
+        env_inherit=inherit,
+        stderr=_output("stderr", o.get("stderr")),
+        interactor_stderr=_output("interactor_stderr", o.get("interactor_stderr")),
+        limits=limits,
+        interactor_limits=interactor_limits,
+        codes=pairs,
+        isolation=_isolation(o.get("isolation", "none")),
+        readable=_paths("readable", o.get("readable")),
+        writable=_paths("writable", o.get("writable")),
+        interactor_isolation=_isolation(o.get("interactor_isolation", "none")),
+    )
 
 
 def _finish(r: _winsandbox.Interaction, text: bool) -> InteractiveOutcome[Any]:

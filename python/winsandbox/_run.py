@@ -27,7 +27,6 @@ from ._command import (
     _paths,
     _stdin_file,
 )
-from ._errors import _sandbox_error
 from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Verdict, _outcome
 
@@ -146,24 +145,20 @@ def _start(
     out, err = _output("stdout", stdout), _output("stderr", stderr)
     changes, inherit = _env_changes(env, extra_env)
     cwd = _cwd(cwd)
-    try:
-        run = _winsandbox.start(
-            argv,
-            cwd=cwd,
-            env=changes,
-            env_inherit=inherit,
-            stdin=data,
-            stdout=default if out is None else out,
-            stderr=default if err is None else err,
-            spawn_path=spawn_path,
-            limits=lim,
-            isolation=level,
-            readable=grants[0],
-            writable=grants[1],
-        )
-    except OSError as e:
-        raise _sandbox_error(e) from None
-    return run
+    return _winsandbox.start(
+        argv,
+        cwd=cwd,
+        env=changes,
+        env_inherit=inherit,
+        stdin=data,
+        stdout=default if out is None else out,
+        stderr=default if err is None else err,
+        spawn_path=spawn_path,
+        limits=lim,
+        isolation=level,
+        readable=grants[0],
+        writable=grants[1],
+    )
 
 
 _W = TypeVar("_W", covariant=True)
@@ -180,8 +175,6 @@ def _wait(run: _Ending[_W]) -> _W:
     """The run's result once it is over; closed in any case."""
     try:
         d = run.wait()
-    except OSError as e:
-        raise _sandbox_error(e) from None
     finally:
         run.close()  # Ctrl-C included: nothing is left running
     assert d is not None

@@ -9,7 +9,6 @@ from typing import Optional
 
 from . import _winsandbox
 from ._command import Isolation, StrPath, _argv, _cwd, _env_changes, _isolation, _output, _paths, _stdin_file
-from ._errors import _sandbox_error
 from ._limits import Limits, _limits_arg
 from ._outcome import Accounting, ProcessInfo, Verdict
 
@@ -74,10 +73,7 @@ class Sandbox:
         lim = _limits_arg("limits", limits) or Limits()
         level = _isolation(isolation)
         grants = _paths("readable", readable), _paths("writable", writable)
-        try:
-            self._native = _winsandbox.Sandbox(lim, isolation=level, readable=grants[0], writable=grants[1])
-        except OSError as e:
-            raise _sandbox_error(e) from None
+        self._native = _winsandbox.Sandbox(lim, isolation=level, readable=grants[0], writable=grants[1])
         self.limits = lim
         self.isolation: Isolation = level
 
@@ -103,18 +99,15 @@ class Sandbox:
             return f
 
         stdin_f, stdout_f, stderr_f = _stdin_file(stdin), file("stdout", stdout), file("stderr", stderr)
-        try:
-            p = self._native.spawn(
-                argv,
-                cwd=_cwd(cwd),
-                env=changes,
-                env_inherit=inherit,
-                stdin=stdin_f,
-                stdout=stdout_f,
-                stderr=stderr_f,
-            )
-        except OSError as e:
-            raise _sandbox_error(e) from None
+        p = self._native.spawn(
+            argv,
+            cwd=_cwd(cwd),
+            env=changes,
+            env_inherit=inherit,
+            stdin=stdin_f,
+            stdout=stdout_f,
+            stderr=stderr_f,
+        )
         return SandboxProcess(p, argv)
 
     def process_ids(self) -> list[int]:

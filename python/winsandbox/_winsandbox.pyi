@@ -30,8 +30,13 @@ DEVNULL: int
 
 _IsolationName = Literal["none", "strict", "restricted"]
 
-class IsolationError(OSError):
+class SandboxError(OSError):
+    """The sandbox could not do what was asked (an OSError keeping the code)."""
+
+class IsolationError(SandboxError):
     """An isolation level this system does not enforce: nothing was started."""
+
+def sandbox_error(e: OSError) -> OSError: ...
 
 _Path = Union[str, PathLike[str]]
 
