@@ -206,4 +206,15 @@ impl Command {
         self.stdin = s;
         self
     }
+
+    /// This command with `default` isolation when it asks for none of its
+    /// own (a `Sandbox`'s, for each process started into it), checked.
+    pub fn isolated_by(&self, default: &Isolation) -> crate::Result<Command> {
+        let mut c = self.clone();
+        if c.isolation.level == Level::None {
+            c.isolation = default.clone();
+        }
+        c.isolation.validate()?;
+        Ok(c)
+    }
 }

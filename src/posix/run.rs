@@ -903,12 +903,7 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
-        let mut cmd = cmd.clone();
-        if cmd.isolation.level == crate::command::Level::None {
-            cmd.isolation = self.isolation.clone();
-        }
-        cmd.isolation.validate()?;
-        let cmd = &cmd;
+        let cmd = &cmd.isolated_by(&self.isolation)?;
         let out = |o: &Output, what| -> Result<OwnedFd> {
             Ok(match o {
                 Output::File(p) => OwnedFd::from(

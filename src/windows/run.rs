@@ -135,16 +135,12 @@ impl Running {
         };
         let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
         let contained = super::isolate::contain(cmd, program.as_deref())?;
-        let req = SpawnRequest {
-            program: &cmd.program,
-            args: &cmd.args,
-            cwd: cmd.cwd.as_deref(),
-            env: &cmd.env,
-            path: cmd.spawn_path,
+        let req = SpawnRequest::of(
+            cmd,
             breakaway,
-            no_crash_dialogs: cmd.limits.no_crash_dialogs,
-            contained: contained.as_ref(),
-        };
+            cmd.limits.no_crash_dialogs,
+            contained.as_ref(),
+        );
         let process = spawn(&job, &req, &stdio)?;
         // Wall time runs from the moment the process exists: a slow
         // CreateProcessW on a loaded machine is not the program's time.
@@ -521,12 +517,7 @@ impl Sandbox {
     /// Starts `cmd` in the job. Its stdio are the null device or files
     /// (`Output::Capture` is for `run`: here it means discard).
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
-        let mut cmd = cmd.clone();
-        if cmd.isolation.level == crate::command::Level::None {
-            cmd.isolation = self.isolation.clone();
-        }
-        let cmd = &cmd;
-        cmd.isolation.validate()?;
+        let cmd = &cmd.isolated_by(&self.isolation)?;
         super::isolate::check(&cmd.isolation)?;
         let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
         let contained = super::isolate::contain(cmd, program.as_deref())?;
@@ -551,16 +542,12 @@ impl Sandbox {
             stdout: out(&cmd.stdout, "stdout")?,
             stderr: out(&cmd.stderr, "stderr")?,
         };
-        let req = SpawnRequest {
-            program: &cmd.program,
-            args: &cmd.args,
-            cwd: cmd.cwd.as_deref(),
-            env: &cmd.env,
-            path: cmd.spawn_path,
-            breakaway: self.breakaway,
-            no_crash_dialogs: self.no_crash_dialogs,
-            contained: contained.as_ref(),
-        };
+        let req = SpawnRequest::of(
+            cmd,
+            self.breakaway,
+            self.no_crash_dialogs,
+            contained.as_ref(),
+        );
         Ok(Child {
             process: spawn(&self.job, &req, &stdio)?,
             _contained: contained,

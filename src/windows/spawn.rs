@@ -51,6 +51,27 @@ pub(crate) struct SpawnRequest<'a> {
     pub contained: Option<&'a super::isolate::Contained>,
 }
 
+impl<'a> SpawnRequest<'a> {
+    /// The request for `cmd` into a job (`breakaway`: leave the outer one).
+    pub fn of(
+        cmd: &'a crate::command::Command,
+        breakaway: bool,
+        no_crash_dialogs: bool,
+        contained: Option<&'a super::isolate::Contained>,
+    ) -> SpawnRequest<'a> {
+        SpawnRequest {
+            program: &cmd.program,
+            args: &cmd.args,
+            cwd: cmd.cwd.as_deref(),
+            env: &cmd.env,
+            path: cmd.spawn_path,
+            breakaway,
+            no_crash_dialogs,
+            contained,
+        }
+    }
+}
+
 fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
     s.encode_wide().collect()
 }
