@@ -134,6 +134,9 @@ fn strict_denies_files_network_and_processes_outside_and_allows_its_own() {
     denied(&s.strict(&["try-write", "/usr/wsb-iso-written"]));
     denied(&s.strict(&["try-list", "/root"]));
     denied(&s.strict(&["try-list", "/proc/1/root"]));
+    // The user's keyrings: the same in every run of that user.
+    allowed(&isolated(Level::None, &["try-keyring"]));
+    denied(&s.strict(&["try-keyring"]));
     allowed(&s.strict(&["try-read", "/etc/passwd"]));
     allowed(&s.strict(&["try-write", "/tmp/scratch"]));
 }

@@ -686,6 +686,102 @@ impl Landlock {
     }
 }
 
+/// The system calls of the kernel's keyrings: a user's keyrings are the
+/// same in every run of that user (`nobody` for a root supervisor: a
+/// channel between runs; the supervisor's own user otherwise: its keys).
+const KEYRING_CALLS: [libc::c_long; 3] =
+    [libc::SYS_add_key, libc::SYS_keyctl, libc::SYS_request_key];
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+
+/// The seccomp filter of an isolated program: the keyring calls fail with
+/// EPERM; a call of another architecture (32-bit calls on x86_64, whose
+/// numbers differ) kills the process; everything else is allowed. Pure.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn seccomp_program() -> Vec<libc::sock_filter> {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    // struct seccomp_data: nr at 0, arch at 4.
+    let mut p = vec![
+        stmt(ld, 4),
+        jeq(AUDIT_ARCH, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(ld, 0),
+    ];
+    let n = KEYRING_CALLS.len() as u8;
+    for (i, &call) in KEYRING_CALLS.iter().enumerate() {
+        // To the EPERM return when equal (after the rest and the allow).
+        p.push(jeq(call as u32, n - i as u8, 0));
+    }
+    p.push(stmt(ret, libc::SECCOMP_RET_ALLOW));
+    p.push(stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32));
+    p
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) fn seccomp_program() -> Vec<libc::sock_filter> {
+    Vec::new()
+}
+
+/// Installs `program` (after `no_new_privs`). An empty program: nothing.
+///
+/// # Safety
+/// Only in the program's process before exec; `program` lives meanwhile.
+pub(crate) unsafe fn seccomp(
+    program: &[libc::sock_filter],
+) -> std::result::Result<(), libc::c_int> {
+    if program.is_empty() {
+        return Ok(());
+    }
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl(PR_SET_SECCOMP) with a filter that lives during the call.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+            0,
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        // SAFETY: this thread's errno.
+        Err(unsafe { *libc::__errno_location() })
+    }
+}
+
+/// What a level does not give here, for the outcome's `not_applied`.
+pub(crate) fn not_applied(level: Level) -> Option<crate::outcome::NotApplied> {
+    (level == Level::Restricted && Landlock::abi().unwrap_or(0) < 6).then(|| {
+        crate::outcome::NotApplied {
+            limit: "abstract_sockets",
+            reason: "restricted shares the host's network namespace, and this kernel has no \
+                     Landlock ABI 6 to keep the program from the host's abstract sockets"
+                .into(),
+        }
+    })
+}
+
 /// What a failed step of `enter` or `confine` was, for the error.
 pub(crate) fn failed_step(v: Option<&View>, step: usize, check: i32) -> String {
     if check > 0 {
@@ -694,6 +790,7 @@ pub(crate) fn failed_step(v: Option<&View>, step: usize, check: i32) -> String {
             2 => "the program's capabilities could not be dropped".into(),
             3 => "no_new_privs could not be set".into(),
             5 => "the kernel's Landlock refused the run's rules".into(),
+            6 => "the seccomp filter (no keyrings) could not be installed".into(),
             _ => "the program's root is still the host's".into(),
         };
     }
@@ -1007,6 +1104,24 @@ pub(crate) fn canary_once(level: Level, run: impl FnOnce() -> CanaryResult) -> C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seccomp_filter_refuses_the_keyrings_only() {
+        let p = seccomp_program();
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            // arch check, kill, load nr, one test per call, allow, EPERM
+            assert_eq!(p.len(), 4 + KEYRING_CALLS.len() + 2);
+            let last = p.len() - 1;
+            for (i, c) in KEYRING_CALLS.iter().enumerate() {
+                let jump = &p[4 + i];
+                assert_eq!(jump.k, *c as u32);
+                // Its jump lands on the EPERM return.
+                assert_eq!(4 + i + 1 + jump.jt as usize, last);
+            }
+            assert_eq!(p[last].k, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+            assert_eq!(p[last - 1].k, libc::SECCOMP_RET_ALLOW);
+        }
+    }
 
     #[test]
     fn descriptor_paths() {

@@ -360,6 +360,8 @@ impl Running {
         });
         let (out, err) = (out_r, err_r);
         let mut not_applied = not_applied(&cmd.limits);
+        #[cfg(target_os = "linux")]
+        not_applied.extend(super::isolate::not_applied(cmd.isolation.level));
         if spawned.status.is_none() {
             not_applied.push(NotApplied {
                 limit: "pid_namespace",

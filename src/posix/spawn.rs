@@ -63,6 +63,8 @@ struct Prepared {
     checks: Option<super::isolate::Checks>,
     /// An isolated run's Landlock rules, where the kernel has Landlock.
     landlock: Option<super::isolate::Landlock>,
+    /// An isolated run's seccomp filter (empty: none).
+    seccomp: Vec<libc::sock_filter>,
     /// A canary instead of a program: the bait it must not reach.
     canary: Option<(CString, u16)>,
     /// What the canary reached (`isolate::canary_probe`).
@@ -196,6 +198,7 @@ fn prepare(cmd: &Command, fds: [&OwnedFd; 3], join: &[libc::c_int]) -> Result<Pr
         view: None,
         checks: None,
         landlock: None,
+        seccomp: Vec::new(),
         canary: None,
         canary_found: 0,
         step: 0,
@@ -484,6 +487,12 @@ unsafe fn child_steps(p: &mut Prepared) -> ! {
                 libc::_exit(127);
             }
         }
+        if let Err(e) = super::isolate::seccomp(&p.seccomp) {
+            p.err = e;
+            p.check = 6;
+            p.stage = Stage::Isolate;
+            libc::_exit(127);
+        }
         if let Some(d) = &p.cwd {
             if libc::chdir(d.as_ptr()) != 0 {
                 p.err = *libc::__errno_location();
@@ -605,6 +614,7 @@ pub(crate) fn spawn(
     }
     let mut p = prepare(&c, fds, join)?;
     p.landlock = isolate::Landlock::plan(level, &cwd, &cmd.isolation.writable)?;
+    p.seccomp = isolate::seccomp_program();
     p.view = Some(view);
     p.checks = Some(checks);
     let mut s = launch(&mut p, &c, true, Some(level))?;
@@ -645,6 +655,7 @@ fn canary(level: Level, checks: isolate::Checks) -> isolate::CanaryResult {
     let view = isolate::plan(level, None, &dir.0, &[], &[]).map_err(fail)?;
     let mut p = prepare_canary(&c, [&i, &o, &o]).map_err(fail)?;
     p.landlock = isolate::Landlock::plan(level, &dir.0, &[]).map_err(fail)?;
+    p.seccomp = isolate::seccomp_program();
     p.view = Some(view);
     p.checks = Some(checks);
     p.canary = Some((bait.secret.clone(), bait.port));

@@ -451,6 +451,17 @@ fn main() {
         ),
         "try-list" => allowed(std::fs::read_dir(arg::<String>(&a, 1, "path")).map(|_| ())),
         #[cfg(target_os = "linux")]
+        "try-keyring" => {
+            // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING, create)
+            // SAFETY: a query of this process's user keyring's id.
+            let r = unsafe { libc::syscall(libc::SYS_keyctl, 0, -4, 1) };
+            allowed(if r >= 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            })
+        }
+        #[cfg(target_os = "linux")]
         "try-unix" => {
             use std::os::linux::net::SocketAddrExt;
             let name = arg::<String>(&a, 1, "abstract socket name");
