@@ -4,11 +4,11 @@
 //! capability (so no network, loopback included), under a SID derived from
 //! a per-run name (`crate::isolation`: no profile is registered, userenv is
 //! never called). What it may reach is granted to that SID alone, one ACE
-//! per path, and taken back when the run ends (`Grant`): its program's
-//! folder (read, execute; not the system's folders, which every
-//! AppContainer may read already), its working directory (a fresh one when
-//! none is given) and the `writable` paths (modify), the `readable` paths
-//! (read, execute). It starts suspended on a desktop of the supervisor's
+//! per path, and taken back when the run ends (`Grant`): its program (read,
+//! execute) and its folder (list), on themselves alone (not the system's
+//! folders, which every AppContainer may read already); its working
+//! directory (a fresh one when none is given) and the `writable` paths
+//! (modify), the `readable` paths (read, execute), inherited inside. It starts suspended on a desktop of the supervisor's
 //! own (one per process), and before its first instruction the supervisor
 //! reads its token back: an AppContainer, with this run's SID, or it is
 //! ended and the run is refused.
