@@ -56,3 +56,20 @@ pub(super) fn resolve(cmd: &Command) -> Result<std::path::PathBuf> {
 pub(super) fn data_backstop(m: u64) -> u64 {
     m.saturating_mul(2).saturating_add(1 << 30)
 }
+
+/// A pipe, both ends close-on-exec: (read, write).
+pub(super) fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::last_os("pipe2"));
+    }
+    // SAFETY: two new fds we own.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}

@@ -8,6 +8,7 @@ use std::process::Stdio as StdStdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::exec::pipe;
 #[cfg(not(target_os = "linux"))]
 use super::exec::{data_backstop, nice_of, resolve};
 use super::monitor::{self, clock_ticks, JobShared};
@@ -80,17 +81,6 @@ pub fn child_pipe() -> Result<(OwnedFd, OwnedFd)> {
     pipe()
 }
 
-/// A pipe, both ends close-on-exec: (read, write).
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::last_os("pipe2"));
-    }
-    // SAFETY: two new fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 fn devnull(write: bool) -> Result<OwnedFd> {
     let f = std::fs::OpenOptions::new()
         .read(!write)
@@ -100,22 +90,16 @@ fn devnull(write: bool) -> Result<OwnedFd> {
     Ok(OwnedFd::from(f))
 }
 
-/// What starting a program gave.
+/// What starting a program gave (Linux: `spawn::Spawned`, with its init).
+#[cfg(not(target_os = "linux"))]
 pub(crate) struct Spawned {
-    /// The process the supervisor waits for: the init of the program's PID
-    /// namespace (Linux), or the program itself.
     pub wait_pid: libc::pid_t,
-    /// The program, as the supervisor's namespace numbers it.
     pub program: libc::pid_t,
-    /// With an init: the pipe it reports the program's wait status on.
     pub status: Option<OwnedFd>,
-    /// With an init: its stack, kept until it has been reaped.
-    #[cfg(target_os = "linux")]
-    pub init_stack: Option<super::spawn::InitStack>,
-    /// An isolated run's working directory and grants, undone at its end.
-    #[cfg(target_os = "linux")]
-    pub leftovers: Option<super::spawn::Leftovers>,
 }
+
+#[cfg(target_os = "linux")]
+use super::spawn::Spawned;
 
 /// Starts `cmd` into `job` (its cgroups, a new session) with `fds` as its
 /// stdio, in a PID namespace of its own where `own_pid_ns` and the system

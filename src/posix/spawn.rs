@@ -33,14 +33,28 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use super::exec::{data_backstop, nice_of, resolve};
+use super::exec::{data_backstop, nice_of, pipe, resolve};
 use super::isolate;
-use super::run::Spawned;
 use crate::command::{Command, Level};
 use crate::error::{Error, Result};
 
 fn cstring(field: &'static str, s: &[u8]) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(field, "embedded NUL character"))
+}
+
+/// What starting a program gave.
+pub(crate) struct Spawned {
+    /// The process the supervisor waits for: the init of the program's PID
+    /// namespace, or the program itself.
+    pub wait_pid: libc::pid_t,
+    /// The program, as the supervisor's namespace numbers it.
+    pub program: libc::pid_t,
+    /// With an init: the pipe it reports the program's wait status on.
+    pub status: Option<OwnedFd>,
+    /// With an init: its stack, kept until it has been reaped.
+    pub init_stack: Option<InitStack>,
+    /// An isolated run's working directory and grants, undone at its end.
+    pub leftovers: Option<Leftovers>,
 }
 
 /// Everything the child needs, made before it exists.
@@ -717,7 +731,7 @@ fn launch(
     isolated: Option<Level>,
 ) -> Result<Spawned> {
     let status = if isolated.is_some() || (own_pid_ns && pid_namespaces()) {
-        Some(super::run::child_pipe()?)
+        Some(pipe()?)
     } else {
         None
     };

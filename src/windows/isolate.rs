@@ -35,8 +35,8 @@ use windows::Win32::Security::{
 };
 use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
+use super::attrs::AttrList;
 use super::handle::{own as own_handle, win32_code};
-use super::spawn::AttrList;
 use crate::command::{Isolation, Level};
 use crate::error::{Error, Result};
 

@@ -1,5 +1,6 @@
 //! The Windows backend: Job Objects, spawning into them, one monitor thread.
 
+mod attrs;
 mod handle;
 mod isolate;
 mod job;
