@@ -135,6 +135,55 @@ app = _default_app()
 (default: the broker), ``WINSANDBOX_VISIBILITY_TIMEOUT`` seconds."""
 
 
+_CHECK_EVERY = 2.0
+"""Seconds between looks at the broker for a job whose outcome is late."""
+
+
+def _result(a: Any, r: Any, deadline: Optional[float], resend: Any) -> Any:
+    """The result of ``r`` by ``deadline``. Kombu's Redis transport takes a
+    message off its queue (BRPOP) before it records it as unacknowledged: a
+    worker killed between the two loses the job, whatever ``acks_late``
+    says. So a job whose outcome is late and whose message the broker holds
+    nowhere (seen twice, ``_CHECK_EVERY`` apart) is sent again (judging is
+    idempotent), at most 3 times. The result is forgotten once read."""
+    missing = resent = 0
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise _CeleryTimeout()
+            try:
+                return r.get(timeout=_CHECK_EVERY if left is None else max(0.001, min(_CHECK_EVERY, left)))
+            except _CeleryTimeout:
+                if left is not None and left <= _CHECK_EVERY:
+                    raise
+            held = _in_broker(a, r.id)
+            missing = missing + 1 if held is False and r.state == "PENDING" else 0
+            if missing >= 2 and resent < 3:
+                with contextlib.suppress(Exception):
+                    r.forget()
+                r, missing, resent = resend(), 0, resent + 1
+    finally:
+        with contextlib.suppress(Exception):  # the result expires anyway
+            r.forget()
+
+
+def _in_broker(a: Any, task_id: str) -> Optional[bool]:
+    """Whether kombu's Redis transport still holds the job's message (queued,
+    or taken and not yet acknowledged); None when that cannot be told."""
+    try:
+        needle = task_id.encode()
+        with a.connection_for_read() as conn:
+            ch = conn.default_channel
+            client = ch.client
+            queue = a.conf.task_default_queue or "celery"
+            if any(needle in m for m in client.lrange(queue, 0, -1)):
+                return True
+            return any(needle in m for m in client.hvals(ch.unacked_key))
+    except Exception:
+        return None
+
+
 def run_many(
     jobs: Iterable[Union[Job, Sequence[str]]],
     *,
@@ -146,7 +195,8 @@ def run_many(
     ``app`` (default: this module's `app`), and yields their outcomes in
     submission order. A job that cannot be sent or that no worker answered
     within ``timeout`` seconds of this call yields verdict ``SE`` with
-    ``error`` set: one failure never stops the batch. ``limits`` applies to
+    ``error`` set: one failure never stops the batch. A job the broker lost
+    (its worker killed as it took it) is sent again. ``limits`` applies to
     jobs without their own. Stopping early revokes the jobs not yet started."""
     _limits_arg("limits", limits)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
@@ -155,32 +205,33 @@ def run_many(
     register(a)
     lim = None if limits is None else limits.to_dict()
     deadline = None if timeout is None else time.monotonic() + timeout
-    sent: deque[tuple[Sequence[Any], Any, Optional[str]]] = deque()
+    sent: deque[tuple[Sequence[Any], Any, Optional[str], dict[str, Any]]] = deque()
     for job in jobs:
         spec = job if isinstance(job, Job) else Job(args=job)
+        d = spec.to_dict()
         try:
-            sent.append((spec.args, a.send_task(TASK_NAME, args=(spec.to_dict(), lim)), None))
+            sent.append((spec.args, a.send_task(TASK_NAME, args=(d, lim)), None, d))
         except Exception as e:
-            sent.append((spec.args, None, f"{type(e).__name__}: {e}"))
+            sent.append((spec.args, None, f"{type(e).__name__}: {e}", d))
     try:
         while sent:
-            args, r, error = sent.popleft()
+            args, r, error, d = sent[0]
             if r is None:
+                sent.popleft()
                 yield _failed(args, False, error or "not sent")
                 continue
-            wait = None if deadline is None else max(0.001, deadline - time.monotonic())
             try:
-                d = r.get(timeout=wait)
-                o: Outcome[bytes] = Outcome.from_dict(d)
+                o: Outcome[bytes] = Outcome.from_dict(
+                    _result(a, r, deadline, lambda d=d: a.send_task(TASK_NAME, args=(d, lim)))
+                )
             except _CeleryTimeout:
                 o = _failed(args, False, f"no worker gave an outcome within {timeout} s")
             except Exception as e:
                 o = _failed(args, False, f"{type(e).__name__}: {e}")
-            with contextlib.suppress(Exception):  # the result expires anyway
-                r.forget()
+            sent.popleft()
             yield o
     finally:
-        left = [r.id for _, r, _ in sent if r is not None]
+        left = [r.id for _, r, _, _ in sent if r is not None]
         if left:
             with contextlib.suppress(Exception):  # best effort: the broker may be gone
                 a.control.revoke(left)

@@ -20,7 +20,7 @@ import pytest
 
 import winsandbox
 from conftest import PY, alive, py
-from winsandbox import Job, Limits, Verdict
+from winsandbox import Job, Limits, Outcome, Verdict
 
 pytest.importorskip("celery", reason="winsandbox[celery] is not installed")
 import fleet
@@ -241,3 +241,30 @@ def test_no_worker_within_the_timeout_is_se(workers: fleet.Workers) -> None:
     assert time.monotonic() - t < 10
     assert [o.verdict for o in outs] == [Verdict.SE, Verdict.SE]
     assert all(o.error and "no worker gave an outcome within 1.5 s" in o.error for o in outs), outs
+
+
+@pytest.mark.skipif(winsandbox.BACKEND != "posix", reason="the Linux fleet")
+def test_a_job_the_broker_lost_is_sent_again(workers: fleet.Workers) -> None:
+    """Kombu's Redis transport loses a job whose worker is killed between
+    taking it off the queue and recording it as unacknowledged (seen once in
+    this suite, in the killed-worker test). The client then sends it again:
+    made happen here by taking the message off the queue with no worker up."""
+    import threading
+
+    import redis
+
+    app = fleet.client_app(workers.url, VISIBILITY)
+    outs: list[Outcome[bytes]] = []
+    t = threading.Thread(target=lambda: outs.extend(wc.run_many([["sh", "-c", "echo judged"]], app=app, timeout=90)))
+    t.start()
+    r = redis.Redis.from_url(workers.url)
+    end = time.monotonic() + 20
+    while r.llen("celery") == 0 and time.monotonic() < end:
+        time.sleep(0.01)
+    assert r.delete("celery") == 1  # the message, gone as a killed worker would lose it
+    time.sleep(5)  # the client sees it held nowhere (twice, 2 s apart) and sends it again
+    workers.start("w0", 1)
+    t.join(90)
+    assert not t.is_alive()
+    assert [o.verdict for o in outs] == [Verdict.OK], outs
+    assert outs[0].stdout == b"judged\n"
