@@ -96,6 +96,9 @@ pub(crate) struct View {
     fds: Vec<libc::c_int>,
     new_root: CString,
     net: bool,
+    /// The paths bound read-write (the working directory, `writable`), as
+    /// the program sees them (at their own paths).
+    writable: Vec<CString>,
 }
 
 impl View {
@@ -192,6 +195,11 @@ pub(crate) fn plan(
         at: inside(Path::new("/tmp"))?,
         mode: cstr("mode=1777")?,
     });
+    let writable = binds
+        .iter()
+        .filter(|(_, a)| *a == Access::Write)
+        .map(|(p, _)| cstr(p.as_os_str().as_bytes()))
+        .collect::<Result<_>>()?;
     for (p, access) in &binds {
         let is_dir = std::fs::metadata(p)
             .map_err(|e| Error::from_io(format!("isolation: {p:?}"), e))?
@@ -248,6 +256,7 @@ pub(crate) fn plan(
         steps,
         new_root: cstr(NEW_ROOT)?,
         net: level == Level::Restricted,
+        writable,
     })
 }
 
@@ -599,21 +608,18 @@ impl Landlock {
         })
     }
 
-    /// The rules of a run at `level` (None where the kernel has no Landlock).
-    pub fn plan(level: Level, cwd: &Path, writable: &[PathBuf]) -> Result<Option<Landlock>> {
+    /// The rules of a run with `view` (None where the kernel has no Landlock).
+    pub fn plan(view: &View) -> Result<Option<Landlock>> {
         let Some(abi) = Self::abi() else {
             return Ok(None);
         };
-        let mut w = vec![cstr(cwd.as_os_str().as_bytes())?];
-        for p in writable {
-            w.push(cstr(absolute("writable", p)?.as_os_str().as_bytes())?);
-        }
+        let mut w = view.writable.clone();
         for p in ["/tmp", "/dev/shm", "/dev"] {
             w.push(cstr(p)?);
         }
         Ok(Some(Landlock {
             abi,
-            net: level == Level::Restricted,
+            net: view.net,
             writable: w,
         }))
     }

@@ -117,13 +117,7 @@ fn start_child(
     }
     #[cfg(not(target_os = "linux"))]
     {
-        if cmd.isolation.level != crate::command::Level::None {
-            return Err(Error::isolation(
-                cmd.isolation.level,
-                "this system has no isolation mechanism of winsandbox's (Linux and Windows only)",
-                None,
-            ));
-        }
+        isolation_ready(cmd.isolation.level)?;
         let _ = job; // no cgroups on this system
         let dup = |f: &OwnedFd| -> Result<StdStdio> {
             Ok(StdStdio::from(f.try_clone().map_err(|e| io_err("dup", e))?))
@@ -139,6 +133,22 @@ fn start_child(
             program: pid,
             status: None,
         })
+    }
+}
+
+/// Whether `level` is enforced on this system: Linux proves it once (its
+/// canary); elsewhere only `none` is.
+fn isolation_ready(level: crate::command::Level) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    return super::spawn::ready(level);
+    #[cfg(not(target_os = "linux"))]
+    match level {
+        crate::command::Level::None => Ok(()),
+        _ => Err(Error::isolation(
+            level,
+            "this system has no isolation mechanism of winsandbox's (Linux and Windows only)",
+            None,
+        )),
     }
 }
 
@@ -874,16 +884,7 @@ impl Sandbox {
     /// `Error::Isolation` if this system does not enforce the level.
     pub fn isolate(&mut self, iso: crate::command::Isolation) -> Result<()> {
         iso.validate()?;
-        #[cfg(target_os = "linux")]
-        super::spawn::ready(iso.level)?;
-        #[cfg(not(target_os = "linux"))]
-        if iso.level != crate::command::Level::None {
-            return Err(Error::isolation(
-                iso.level,
-                "this system has no isolation mechanism of winsandbox's (Linux and Windows only)",
-                None,
-            ));
-        }
+        isolation_ready(iso.level)?;
         self.isolation = iso;
         Ok(())
     }

@@ -567,7 +567,7 @@ pub(crate) fn spawn(
         let mut p = prepare(cmd, fds, join)?;
         return launch(&mut p, cmd, own_pid_ns, None);
     }
-    cmd.isolation.validate()?;
+    // Checked already (`Running::start`, `Command::isolated_by`).
     ready(level)?;
     let checks = isolate::Checks::new()?;
     let mut left = Leftovers::default();
@@ -621,13 +621,17 @@ pub(crate) fn spawn(
             need.push((r, false));
         }
         for (path, write) in need {
+            // One key per folder, whatever the spelling, so that two runs'
+            // grants on it share one record (and the last puts it back).
+            let path =
+                std::fs::canonicalize(&path).map_err(|e| Error::from_io(format!("{path:?}"), e))?;
             if !isolate::reachable(&path, write) {
                 left.grants.push(isolate::Grant::new(&path, uid, write)?);
             }
         }
     }
     let mut p = prepare(&c, fds, join)?;
-    p.landlock = isolate::Landlock::plan(level, &cwd, &cmd.isolation.writable)?;
+    p.landlock = isolate::Landlock::plan(&view)?;
     p.seccomp = isolate::seccomp_program();
     p.view = Some(view);
     p.checks = Some(checks);
@@ -642,9 +646,12 @@ pub(crate) fn ready(level: Level) -> Result<()> {
     if level == Level::None {
         return Ok(());
     }
-    let checks = isolate::Checks::new()?;
-    isolate::canary_once(level, || canary(level, checks))
-        .map_err(|what| Error::isolation(level, what, None))
+    isolate::canary_once(level, || {
+        let checks =
+            isolate::Checks::new().map_err(|e| format!("its canary could not run: {e}"))?;
+        canary(level, checks)
+    })
+    .map_err(|what| Error::isolation(level, what, None))
 }
 
 /// What an isolated run leaves to undo when it ends: the working directory
@@ -668,7 +675,7 @@ fn canary(level: Level, checks: isolate::Checks) -> isolate::CanaryResult {
     c.isolation.level = level;
     let view = isolate::plan(level, None, &dir.0, &[], &[]).map_err(fail)?;
     let mut p = prepare_canary(&c, [&i, &o, &o]).map_err(fail)?;
-    p.landlock = isolate::Landlock::plan(level, &dir.0, &[]).map_err(fail)?;
+    p.landlock = isolate::Landlock::plan(&view).map_err(fail)?;
     p.seccomp = isolate::seccomp_program();
     p.view = Some(view);
     p.checks = Some(checks);

@@ -25,6 +25,7 @@
 
 use std::os::windows::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use windows::core::PCWSTR;
 use windows::Win32::Foundation::{HANDLE, HLOCAL};
@@ -47,18 +48,24 @@ pub(crate) const ATTR_SECURITY_CAPABILITIES: u32 = 0x0002_0009;
 /// AppContainers) strict; an `Error::Isolation` naming what this system
 /// does not enforce otherwise (see the module's note).
 pub(crate) fn check(iso: &Isolation) -> Result<()> {
+    // What the system takes does not change while the process lives: each
+    // level's proof is made once.
+    static STRICT: OnceLock<Result<()>> = OnceLock::new();
+    static RESTRICTED: OnceLock<Result<()>> = OnceLock::new();
     match iso.level {
         Level::None => Ok(()),
-        Level::Strict => appcontainer_taken(),
-        Level::Restricted => {
-            restricted_token_kept()?;
-            Err(Error::isolation(
-                Level::Restricted,
-                "this version does not yet launch with a restricted token (its desktop and \
-                 its grants): refused rather than run without one",
-                None,
-            ))
-        }
+        Level::Strict => STRICT.get_or_init(appcontainer_taken).clone(),
+        Level::Restricted => RESTRICTED
+            .get_or_init(|| {
+                restricted_token_kept()?;
+                Err(Error::isolation(
+                    Level::Restricted,
+                    "this version does not yet launch with a restricted token (its desktop and \
+                     its grants): refused rather than run without one",
+                    None,
+                ))
+            })
+            .clone(),
     }
 }
 
