@@ -1,8 +1,9 @@
 //! The run lifecycle's platform-neutral parts, written once for both
-//! backends: the output sinks and the output limit, the state a job's owner
-//! and the monitor share (its clock, the first limit crossed, its sampling
-//! schedule, its memory peaks), and the monitor's registry of live jobs.
-//! The backends keep only what touches the OS.
+//! backends: the output sinks and the output limit, the job a run's owner
+//! and the monitor share (`Job`, over a small `Backend`: its clock, the
+//! first limit crossed, its sampling schedule, its memory peaks), the
+//! monitor's registry of live jobs and its loop (`look`, `serve`). The
+//! backends keep only what touches the OS.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -355,6 +356,137 @@ impl<T> Registry<T> {
     }
 }
 
+/// A backend's part of a live job: the OS objects behind it, what only
+/// that backend keeps of its state, and how it ends the whole tree.
+pub trait Backend: Send + Sync + Sized + 'static {
+    /// Kept under the job's one lock, beside its `RunState`.
+    type State: Default + Send;
+    /// Ends every process of `job` now.
+    fn end(job: &Job<Self>);
+}
+
+/// A job's state under its lock: the engine's `RunState`, and the
+/// backend's part (reached through `Deref`).
+#[derive(Default)]
+pub struct JobState<S> {
+    pub run: RunState,
+    pub os: S,
+}
+
+impl<S> std::ops::Deref for JobState<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.os
+    }
+}
+
+impl<S> std::ops::DerefMut for JobState<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.os
+    }
+}
+
+/// What a job's owner and the monitor share, on every backend.
+pub struct Job<B: Backend> {
+    /// Its key in the monitor's registry.
+    pub key: usize,
+    pub limits: Limits,
+    /// Whether its limits need samples (`decide::needs_sampling`).
+    pub sampled: bool,
+    pub os: B,
+    state: Mutex<JobState<B::State>>,
+}
+
+impl<B: Backend> Job<B> {
+    pub fn new(key: usize, limits: &Limits, os: B) -> Job<B> {
+        Job {
+            key,
+            limits: limits.clone(),
+            sampled: decide::needs_sampling(limits),
+            os,
+            state: Mutex::new(JobState::default()),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, JobState<B::State>> {
+        lock(&self.state)
+    }
+
+    /// Ends every process of the job now (the backend's one kill).
+    pub fn end(&self) {
+        B::end(self);
+    }
+
+    /// Records `hit` unless one was recorded before, then ends the job.
+    pub fn fire(&self, hit: Hit) {
+        let first = self.lock().run.record(hit);
+        if first {
+            self.end();
+        }
+    }
+
+    /// The first limit crossed, if any.
+    pub fn hit(&self) -> Option<Hit> {
+        self.lock().run.hit
+    }
+}
+
+impl<B: Backend> OwnerKill for Job<B> {
+    fn kill_by_owner(&self) {
+        self.lock().run.killed_at.get_or_insert_with(Instant::now);
+        self.end();
+    }
+}
+
+/// One look of the monitor at `jobs`: ends each job past its wall limit,
+/// hands those due a sample to `sample` (all at once: a backend may read
+/// them in one scan), and returns when it must look next (None: not until
+/// woken).
+pub fn look<B: Backend>(
+    jobs: &[Arc<Job<B>>],
+    sample: impl FnOnce(&[&Arc<Job<B>>], Instant),
+) -> Option<Instant> {
+    let now = Instant::now();
+    let mut due = Vec::new();
+    for j in jobs {
+        let (wall, is_due) = {
+            let st = j.lock();
+            (
+                st.run.wall_crossed(&j.limits, now),
+                st.run.due(j.sampled, now),
+            )
+        };
+        if let Some(h) = wall {
+            j.fire(h);
+        } else if is_due {
+            due.push(j);
+        }
+    }
+    if !due.is_empty() {
+        sample(&due, now);
+    }
+    let now = Instant::now();
+    jobs.iter()
+        .filter_map(|j| j.lock().run.next_wake(&j.limits, j.sampled, now))
+        .min()
+}
+
+/// The monitor thread's loop, on every backend: a look at every live job,
+/// then `sleep` until the instant it returned or until woken (a backend
+/// handles what woke it there: a job's messages, a new job). No job is held
+/// while asleep: the last owner of an ended job frees it (and what the
+/// backend made for it) at once, not at the monitor's next wake.
+pub fn serve<B: Backend>(
+    jobs: &Registry<Job<B>>,
+    mut sample: impl FnMut(&[&Arc<Job<B>>], Instant),
+    mut sleep: impl FnMut(Option<Instant>),
+) -> ! {
+    loop {
+        let until = look(&jobs.all(), &mut sample);
+        sleep(until);
+    }
+}
+
 /// The shared state behind `m`, even if a thread panicked holding it.
 pub fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -457,6 +589,71 @@ mod tests {
         // An ended job neither wakes the monitor nor crosses its wall limit again.
         assert_eq!(st.next_wake(&l, true, now), None);
         assert_eq!(st.wall_crossed(&l, now + Duration::from_secs(5)), None);
+    }
+
+    /// A backend with no OS behind it: it counts the ends.
+    #[derive(Default)]
+    struct Fake {
+        ended: AtomicUsize,
+    }
+
+    impl Backend for Fake {
+        type State = ();
+        fn end(job: &Job<Fake>) {
+            job.os.ended.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_look_ends_jobs_past_their_wall_limit_once_and_samples_the_due_ones() {
+        let t0 = Instant::now();
+        let job = |limits: Limits, started: Option<Instant>| {
+            let j = Job::new(0, &limits, Fake::default());
+            j.lock().run.started = started;
+            Arc::new(j)
+        };
+        let second = Duration::from_secs(1);
+        let over = job(
+            Limits {
+                wall_time: Some(second),
+                ..Default::default()
+            },
+            Some(t0 - second * 2),
+        );
+        let sampled = job(
+            Limits {
+                memory: Some(1 << 20),
+                wall_time: Some(second * 60),
+                ..Default::default()
+            },
+            Some(t0),
+        );
+        let waiting = job(
+            Limits {
+                wall_time: Some(second),
+                ..Default::default()
+            },
+            None,
+        );
+        let jobs = vec![over.clone(), sampled.clone(), waiting.clone()];
+        let mut seen = Vec::new();
+        let next = look(&jobs, |due, _| {
+            seen = due.iter().map(|j| Arc::as_ptr(j)).collect();
+            for j in due {
+                j.lock().run.schedule(&j.limits, 1, t0, Instant::now());
+            }
+        });
+        assert_eq!(over.hit(), Some(Hit::monitor(Verdict::Wle, "wall_time")));
+        assert_eq!(over.os.ended.load(Ordering::SeqCst), 1);
+        assert_eq!(seen, vec![Arc::as_ptr(&sampled)]);
+        assert_eq!((sampled.hit(), waiting.hit()), (None, None));
+        // Next: the sampled job's next sample, not the ended job's deadline.
+        let next = next.expect("a sampled job wakes the monitor");
+        assert!(next > t0 && next <= Instant::now() + decide::SAMPLE_INTERVAL * 2);
+        // A second look fires nothing again and samples nothing not due.
+        let next2 = look(&jobs, |due, _| assert!(due.is_empty()));
+        assert_eq!(over.os.ended.load(Ordering::SeqCst), 1);
+        assert_eq!(next2, Some(next));
     }
 
     #[test]

@@ -2,18 +2,18 @@
 //! every `SAMPLE_INTERVAL` one scan of `/proc` for the jobs that need it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cgroup::JobCgroup;
-use crate::decide::{check_sample, needs_sampling, Hit, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL};
-use crate::engine::{self, Registry, RunState};
+use crate::decide::{check_sample, Sample, IDLE_INTERVAL, SAMPLE_INTERVAL};
+use crate::engine::{self, Registry};
 use crate::limits::Limits;
 use crate::outcome::ProcessInfo;
 
+/// What only the POSIX backend keeps of a job's state.
 #[derive(Default)]
-pub(crate) struct JobState {
-    pub run: RunState,
+pub(crate) struct Procs {
     /// Session ids (= process-group ids) of the processes started into the job.
     pub sessions: Vec<i32>,
     pub seen: std::collections::HashSet<i32>,
@@ -28,19 +28,14 @@ pub(crate) struct JobState {
     last_activity: u64,
 }
 
-pub(crate) struct JobShared {
-    pub key: usize,
-    pub limits: Limits,
-    sampled: bool,
+/// The POSIX backend's part of a job.
+pub(crate) struct Posix {
     /// The job's cgroups: exact membership, one kill, the kernel's counts.
     pub cg: Option<JobCgroup>,
-    state: Mutex<JobState>,
 }
 
-impl JobShared {
-    pub fn lock(&self) -> MutexGuard<'_, JobState> {
-        engine::lock(&self.state)
-    }
+impl engine::Backend for Posix {
+    type State = Procs;
 
     /// SIGKILL to every process of the job: its cgroup's, where it has one.
     /// Otherwise to every process group of the job, and to every process of
@@ -49,16 +44,16 @@ impl JobShared {
     /// descendant yet) and wherever the monitor saw more processes than the
     /// groups' leaders. A process that left the session (`setsid`) is then
     /// not followed (`not_applied` says so).
-    pub fn kill_all(&self) {
-        if let Some(cg) = &self.cg {
+    fn end(job: &JobShared) {
+        if let Some(cg) = &job.os.cg {
             cg.kill();
             return;
         }
         let (sessions, more) = {
-            let st = self.lock();
+            let st = job.lock();
             (
                 st.sessions.clone(),
-                self.sampled || st.seen.len() > st.sessions.len(),
+                job.sampled || st.seen.len() > st.sessions.len(),
             )
         };
         for &s in &sessions {
@@ -73,19 +68,11 @@ impl JobShared {
             }
         }
     }
+}
 
-    /// Records `hit` unless one was recorded before, then ends the job.
-    pub fn fire(&self, hit: Hit) {
-        let first = self.lock().run.record(hit);
-        if first {
-            self.kill_all();
-        }
-    }
+pub(crate) type JobShared = engine::Job<Posix>;
 
-    pub fn hit(&self) -> Option<Hit> {
-        self.lock().run.hit
-    }
-
+impl JobShared {
     pub fn start_clock(&self) {
         self.lock().run.started.get_or_insert(Instant::now());
         wake();
@@ -146,13 +133,8 @@ fn wake() {
 pub(crate) fn register(limits: &Limits) -> Arc<JobShared> {
     let m = monitor();
     let key = m.jobs.next_key();
-    let job = Arc::new(JobShared {
-        key,
-        limits: limits.clone(),
-        sampled: needs_sampling(limits),
-        cg: JobCgroup::create(key, kernel_memory_limit(limits)),
-        state: Mutex::new(JobState::default()),
-    });
+    let cg = JobCgroup::create(key, kernel_memory_limit(limits));
+    let job = Arc::new(JobShared::new(key, limits, Posix { cg }));
     m.jobs.insert(key, job.clone());
     wake();
     job
@@ -170,7 +152,7 @@ pub(crate) fn kernel_memory_limit(limits: &Limits) -> Option<u64> {
 /// The job's live processes: its cgroup's members, else its sessions' (a
 /// `/proc` scan).
 pub(crate) fn members(job: &JobShared) -> Vec<i32> {
-    match &job.cg {
+    match &job.os.cg {
         Some(cg) => cg.members(),
         None => {
             let sessions = job.lock().sessions.iter().copied().collect();
@@ -183,46 +165,25 @@ pub(crate) fn unregister(job: &JobShared) {
     monitor().jobs.remove(job.key);
 }
 
+/// The engine's monitor loop over this process's jobs: a full `/proc` scan
+/// every `SAMPLE_INTERVAL * 10` while any job is active, every
+/// `IDLE_INTERVAL` otherwise (between them only known processes are read);
+/// asleep on the condition variable `wake` signals.
 fn run_thread(m: &'static Monitor) {
     let mut next_full = Instant::now();
-    loop {
-        let now = Instant::now();
-        let all = m.jobs.all();
-        let mut due: Vec<&Arc<JobShared>> = Vec::new();
-        for j in &all {
-            let (wall, is_due) = {
-                let st = j.lock();
-                (
-                    st.run.wall_crossed(&j.limits, now),
-                    st.run.due(j.sampled, now),
-                )
-            };
-            if let Some(h) = wall {
-                j.fire(h);
-            } else if is_due {
-                due.push(j);
-            }
+    let sample = |due: &[&Arc<JobShared>], now: Instant| {
+        let full = now >= next_full;
+        let active = sample_jobs(due, now, full);
+        if full {
+            next_full = now
+                + if active {
+                    SAMPLE_INTERVAL * 10
+                } else {
+                    IDLE_INTERVAL
+                };
         }
-        if !due.is_empty() {
-            let full = now >= next_full;
-            let active = sample_jobs(&due, now, full);
-            if full {
-                next_full = now
-                    + if active {
-                        SAMPLE_INTERVAL * 10
-                    } else {
-                        IDLE_INTERVAL
-                    };
-            }
-        }
-        let until = all
-            .iter()
-            .filter_map(|j| j.lock().run.next_wake(&j.limits, j.sampled, now))
-            .min();
-        // Hold no job while asleep: the last owner of an ended job frees it
-        // (and removes its cgroups) at once, not at the monitor's next wake.
-        drop(due);
-        drop(all);
+    };
+    let sleep = |until: Option<Instant>| {
         let mut pending = engine::lock(&m.pending);
         if !*pending {
             pending = match until {
@@ -236,7 +197,8 @@ fn run_thread(m: &'static Monitor) {
             };
         }
         *pending = false;
-    }
+    };
+    engine::serve(&m.jobs, sample, sleep)
 }
 
 /// One process as `/proc/PID/stat` and `statm` tell it.
@@ -384,7 +346,7 @@ pub fn scan(sessions: &std::collections::HashSet<i32>) -> Vec<ProcInfo> {
 fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
     let page = page_size();
     let mut sessions = std::collections::HashSet::new();
-    for j in due.iter().filter(|j| j.cg.is_none()) {
+    for j in due.iter().filter(|j| j.os.cg.is_none()) {
         sessions.extend(j.lock().sessions.iter().copied());
     }
     // Jobs without a cgroup are found by session: all of /proc when `full`,
@@ -396,7 +358,7 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
         scan(&sessions)
     } else {
         let mut known: Vec<i32> = Vec::new();
-        for j in due.iter().filter(|j| j.cg.is_none()) {
+        for j in due.iter().filter(|j| j.os.cg.is_none()) {
             known.extend(j.lock().known.iter().copied());
         }
         known
@@ -412,7 +374,7 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
     }
     let mut any_active = false;
     for j in due {
-        let cg_total = j.cg.as_ref().and_then(|cg| cg.cpu_total_ns());
+        let cg_total = j.os.cg.as_ref().and_then(|cg| cg.cpu_total_ns());
         if cg_total.is_some() {
             let mut st = j.lock();
             if st.cg_cpu_seen == cg_total {
@@ -422,16 +384,16 @@ fn sample_jobs(due: &[&Arc<JobShared>], now: Instant, full: bool) -> bool {
                 continue;
             }
         }
-        let cg_cpu = j.cg.as_ref().and_then(|cg| cg.cpu_ns());
-        let in_cg: Vec<ProcInfo> = j.cg.as_ref().map_or_else(Vec::new, |cg| {
+        let cg_cpu = j.os.cg.as_ref().and_then(|cg| cg.cpu_ns());
+        let in_cg: Vec<ProcInfo> = j.os.cg.as_ref().map_or_else(Vec::new, |cg| {
             cg.members()
                 .into_iter()
                 .filter_map(|p| read_proc(p, page))
                 .collect()
         });
-        let kernel = j.cg.as_ref().map(|cg| (cg_cpu, cg.memory_peak()));
+        let kernel = j.os.cg.as_ref().map(|cg| (cg_cpu, cg.memory_peak()));
         let mut st = j.lock();
-        let mine: Vec<&ProcInfo> = if j.cg.is_some() {
+        let mine: Vec<&ProcInfo> = if j.os.cg.is_some() {
             in_cg.iter().collect()
         } else {
             st.sessions

@@ -112,7 +112,11 @@ fn start_child(
 ) -> Result<Spawned> {
     #[cfg(target_os = "linux")]
     {
-        let join = job.cg.as_ref().map_or_else(Vec::new, |c| c.procs_files());
+        let join = job
+            .os
+            .cg
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.procs_files());
         super::spawn::spawn(cmd, fds, &join, own_pid_ns)
     }
     #[cfg(not(target_os = "linux"))]
@@ -264,13 +268,6 @@ fn pidfd(pid: i32) -> Option<OwnedFd> {
     }
     let _ = pid;
     None
-}
-
-impl engine::OwnerKill for JobShared {
-    fn kill_by_owner(&self) {
-        self.lock().run.killed_at.get_or_insert_with(Instant::now);
-        self.kill_all();
-    }
 }
 
 pub struct Running {
@@ -485,7 +482,7 @@ impl Running {
         }
         // No limit fires from now on: the rest is ended, then drained.
         self.job.lock().run.ended = true;
-        self.job.kill_all();
+        self.job.end();
         // SAFETY: reaping our own child; `status` and `ru` are writable.
         let r = unsafe { libc::wait4(self.wait_pid, &mut status, 0, &mut ru) };
         if r == self.wait_pid {
@@ -526,7 +523,7 @@ impl Running {
         monitor::unregister(&self.job);
         // The kernel's figures for the whole tree, where the job has a cgroup
         // (read after the rest was killed: nothing runs in it any more).
-        let cg = self.job.cg.as_ref();
+        let cg = self.job.os.cg.as_ref();
         let cg_cpu = cg.and_then(|c| c.cpu_ns());
         let cg_peak = cg.and_then(|c| c.memory_peak()).unwrap_or(0);
         let oom = cg.map_or(0, |c| c.oom_kills());
@@ -708,7 +705,7 @@ impl RunSteps for Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.job.kill_all();
+        self.job.end();
         if self.exit.is_none() {
             if self.wait_pid != self.pid {
                 // SAFETY: kill(2) on our own child (the init), not yet reaped.
@@ -943,7 +940,7 @@ impl Sandbox {
     /// has no exit code to give: `exit_code` is not used.
     pub fn terminate(&self, exit_code: u32) -> Result<()> {
         let _ = exit_code;
-        self.job.kill_all();
+        self.job.end();
         Ok(())
     }
 
@@ -965,8 +962,8 @@ impl Sandbox {
     /// the memory peaks, processes seen and alive. I/O is not counted.
     pub fn accounting(&self) -> Result<Accounting> {
         let active = live_pids(&self.job).len() as u32;
-        let cg_cpu = self.job.cg.as_ref().and_then(|c| c.cpu_ns());
-        let cg_peak = self.job.cg.as_ref().and_then(|c| c.memory_peak());
+        let cg_cpu = self.job.os.cg.as_ref().and_then(|c| c.cpu_ns());
+        let cg_peak = self.job.os.cg.as_ref().and_then(|c| c.memory_peak());
         let st = self.job.lock();
         let ticks_100ns = 10_000_000 / clock_ticks().max(1);
         let (user, kernel) = match cg_cpu {
@@ -988,7 +985,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.job.kill_all();
+        self.job.end();
         // Reap what nobody waited for; the status stays readable through
         // any `Child` still held. Killed processes end at once; one that
         // does not within 2 s (uninterruptible sleep) is left to `Child`.

@@ -134,7 +134,7 @@ impl JobObject {
     }
 
     pub(crate) fn handle(&self) -> HANDLE {
-        raw(&self.shared.handle)
+        raw(&self.shared.os.handle)
     }
 
     /// Puts a running process into the job.

@@ -17,7 +17,7 @@
 //! for it, so every message queued before it has been handled.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, OnceLock};
 use std::time::{Duration, Instant};
 
 use windows::Win32::Foundation::INVALID_HANDLE_VALUE;
@@ -34,7 +34,7 @@ use super::query::{
     KILL_EXIT_CODE,
 };
 use crate::decide::{self, check_sample, Hit, JobMessage, Sample};
-use crate::engine::{self, Registry, RunState};
+use crate::engine::{self, Registry};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::outcome::Verdict;
@@ -44,9 +44,9 @@ const WAKE_KEY: usize = 0;
 /// A message id no kernel message uses: "flush" for the job of the key.
 const FLUSH_MSG: u32 = 0xFFFF_0001;
 
+/// What only the Windows backend keeps of a job's state.
 #[derive(Default)]
-pub(crate) struct JobState {
-    pub run: RunState,
+pub(crate) struct Procs {
     pub new_processes: u32,
     pub exited_processes: u32,
     /// Processes of the job the monitor opened, for memory sampling.
@@ -60,20 +60,29 @@ pub(crate) struct JobState {
     flush_done: u64,
 }
 
-/// What the monitor and the job's owner share.
-pub(crate) struct JobShared {
-    pub key: usize,
+/// The Windows backend's part of a job.
+pub(crate) struct Win32 {
     pub handle: OwnedHandle,
-    limits: Limits,
-    sampled: bool,
-    state: Mutex<JobState>,
+    /// Signalled when the monitor has handled a flush (`flush`).
     cond: Condvar,
     /// Where a process exit is posted on, for a run the driver thread
     /// carries (`crate::driver`): it learns of the exit from here.
     pub driver: OnceLock<PortKey>,
 }
 
-impl JobState {
+impl engine::Backend for Win32 {
+    type State = Procs;
+
+    fn end(job: &JobShared) {
+        // SAFETY: the job handle is open while `job` lives.
+        let _ = unsafe { TerminateJobObject(raw(&job.os.handle), KILL_EXIT_CODE) };
+    }
+}
+
+/// What the monitor and the job's owner share.
+pub(crate) type JobShared = engine::Job<Win32>;
+
+impl Procs {
     /// How many console hosts of Wine's the job has had (see `console_hosts`).
     pub fn console_hosts(&self) -> u32 {
         self.console_hosts.len() as u32
@@ -97,32 +106,10 @@ impl JobState {
 }
 
 impl JobShared {
-    pub fn lock(&self) -> MutexGuard<'_, JobState> {
-        engine::lock(&self.state)
-    }
-
-    /// Records `hit` unless one was recorded before, then ends the job.
-    pub fn fire(&self, hit: Hit) {
-        let first = self.lock().run.record(hit);
-        if first {
-            self.terminate();
-        }
-    }
-
-    /// Ends every process of the job now.
-    pub fn terminate(&self) {
-        // SAFETY: the job handle is open while `self` lives.
-        let _ = unsafe { TerminateJobObject(raw(&self.handle), KILL_EXIT_CODE) };
-    }
-
     /// Starts the wall clock (the main process is about to start).
     pub fn start_clock(&self) {
         self.lock().run.started = Some(Instant::now());
         wake();
-    }
-
-    pub fn hit(&self) -> Option<Hit> {
-        self.lock().run.hit
     }
 
     /// Folds the main process's final memory counters into the job's
@@ -215,15 +202,12 @@ pub(crate) fn register(handle: OwnedHandle, limits: &Limits) -> Result<Arc<JobSh
             e,
         )
     })?;
-    let shared = Arc::new(JobShared {
-        key,
+    let os = Win32 {
         handle,
-        limits: limits.clone(),
-        sampled: decide::needs_sampling(limits),
-        state: Mutex::new(JobState::default()),
         cond: Condvar::new(),
         driver: OnceLock::new(),
-    });
+    };
+    let shared = Arc::new(JobShared::new(key, limits, os));
     m.jobs.insert(key, shared.clone());
     wake();
     Ok(shared)
@@ -253,6 +237,7 @@ pub(crate) fn flush(job: &JobShared, limit: Duration) {
             break;
         }
         st = job
+            .os
             .cond
             .wait_timeout(st, left)
             .unwrap_or_else(|p| p.into_inner())
@@ -260,6 +245,8 @@ pub(crate) fn flush(job: &JobShared, limit: Duration) {
     }
 }
 
+/// The engine's monitor loop over every job, asleep on the completion port:
+/// each message that wakes it is routed to its job before the next look.
 fn run_thread() {
     // The thread starts inside get_or_init: wait for the value to exist.
     let m = loop {
@@ -269,8 +256,15 @@ fn run_thread() {
             None => std::thread::sleep(Duration::from_millis(1)),
         }
     };
-    let mut timeout = 0;
-    loop {
+    let sample = |due: &[&Arc<JobShared>], now: Instant| {
+        for job in due {
+            sample(job, now);
+        }
+    };
+    let sleep = |until: Option<Instant>| {
+        let timeout = until.map_or(u32::MAX, |t| {
+            decide::dur_to_timeout_ms(t.saturating_duration_since(Instant::now()))
+        }); // u32::MAX: INFINITE
         let mut bytes = 0u32;
         let mut key = 0usize;
         let mut ov: *mut OVERLAPPED = std::ptr::null_mut();
@@ -284,43 +278,14 @@ fn run_thread() {
                 on_message(&job, bytes, ov as usize as u32);
             }
         }
-        let now = Instant::now();
-        let all = m.jobs.all();
-        for job in &all {
-            let (wall, due) = {
-                let st = job.lock();
-                (
-                    st.run.wall_crossed(&job.limits, now),
-                    st.run.due(job.sampled, now),
-                )
-            };
-            if let Some(h) = wall {
-                job.fire(h);
-            } else if due {
-                sample(job, now);
-            }
-        }
-        timeout = next_wait(&all);
-    }
-}
-
-/// Milliseconds until the next thing the thread must do for `jobs`.
-fn next_wait(jobs: &[Arc<JobShared>]) -> u32 {
-    let now = Instant::now();
-    let until = jobs
-        .iter()
-        .filter_map(|j| j.lock().run.next_wake(&j.limits, j.sampled, now))
-        .min();
-    match until {
-        Some(t) => decide::dur_to_timeout_ms(t.saturating_duration_since(now)),
-        None => u32::MAX, // INFINITE
-    }
+    };
+    engine::serve(&m.jobs, sample, sleep)
 }
 
 fn on_message(job: &JobShared, message: u32, pid: u32) {
     if message == FLUSH_MSG {
         job.lock().flush_done += 1;
-        job.cond.notify_all();
+        job.os.cond.notify_all();
         return;
     }
     match JobMessage::from_raw(message) {
@@ -366,12 +331,12 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
                 }
             }
             drop(st);
-            if let Some(d) = job.driver.get() {
+            if let Some(d) = job.os.driver.get() {
                 d.post(); // the driver looks whether it was the main process
             }
         }
         JobMessage::ActiveProcessZero => {
-            if let Some(d) = job.driver.get() {
+            if let Some(d) = job.os.driver.get() {
                 d.post();
             }
         }
@@ -385,7 +350,7 @@ fn on_message(job: &JobShared, message: u32, pid: u32) {
 
 /// Reads the job's use and ends it if it crossed a limit.
 fn sample(job: &JobShared, now: Instant) {
-    let h = raw(&job.handle);
+    let h = raw(&job.os.handle);
     let basic = basic_and_io(h).ok();
     let ext = extended_limits(h).ok();
     let mut st = job.lock();

@@ -10,7 +10,7 @@ use windows::Win32::System::Threading::{
 
 use super::handle::*;
 use super::job::{supervisor_job, JobObject};
-use super::monitor::{self, JobShared};
+use super::monitor;
 use super::pipe::{open_file, open_inheritable, pipe, Reader, Writer};
 use super::poller::Poller;
 use super::query::{filetime, process_times, KILL_EXIT_CODE};
@@ -64,13 +64,6 @@ fn null_device() -> Result<OwnedHandle> {
 
 fn path_str(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
-}
-
-impl engine::OwnerKill for JobShared {
-    fn kill_by_owner(&self) {
-        self.lock().run.killed_at.get_or_insert_with(Instant::now);
-        self.terminate();
-    }
 }
 
 /// A run in progress. Dropping it kills the whole tree.
@@ -259,7 +252,7 @@ impl Running {
         if let Some(h) = self.stdin.as_ref().and_then(|w| w.handle()) {
             poller.add(h, key)?;
         }
-        let _ = self.job.shared.driver.set(poller.target(key));
+        let _ = self.job.shared.os.driver.set(poller.target(key));
         Ok(())
     }
 

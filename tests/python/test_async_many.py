@@ -151,7 +151,13 @@ def test_many_concurrent_runs_wait_on_no_thread_of_their_own(tmp_path: Path) -> 
     n = 1000 if winsandbox.BACKEND == "posix" else (40 if WINE else 200)
     gate = tmp_path / "gate"
     if winsandbox.BACKEND == "posix":
-        sleeper = ["sh", "-c", f"while [ ! -e '{gate}' ]; do sleep 0.5; done"]
+        # Waits without forking: a `sleep` child every 0.5 s in each of a
+        # thousand shells loaded both cores, and the starts took a minute.
+        # A FIFO opened read-write never blocks the open, and nobody writes.
+        idle = tmp_path / "idle"
+        os.mkfifo(idle)
+        wait = f"exec 3<>'{idle}'; while [ ! -e '{gate}' ]; do read -t 0.5 -u 3 _; done; exit 0"
+        sleeper = ["bash", "-c", wait]
     else:
         sleeper = py(f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.2)")
     limits = Limits(memory="256MiB", wall_time=120)
