@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, TypedDict, TypeVar, Union, overload
 
@@ -200,34 +200,49 @@ class RunOptions(TypedDict, total=False):
     writable: Optional[Sequence[StrPath]]
 
 
-@overload
-def run(
-    args: Sequence[StrPath],
-    *,
-    text: Literal[False] = ...,
-    encoding: None = ...,
-    errors: None = ...,
-    **options: Unpack[RunOptions],
-) -> Outcome[bytes]: ...
-@overload
-def run(
-    args: Sequence[StrPath],
-    *,
-    text: Literal[True],
-    encoding: Optional[str] = ...,
-    errors: Optional[str] = ...,
-    **options: Unpack[RunOptions],
-) -> Outcome[str]: ...
-@overload
-def run(
-    args: Sequence[StrPath],
-    *,
-    text: bool = ...,
-    encoding: str,
-    errors: Optional[str] = ...,
-    **options: Unpack[RunOptions],
-) -> Outcome[str]: ...
-def run(
+_B = TypeVar("_B", covariant=True)
+_S = TypeVar("_S", covariant=True)
+
+
+class _Decoded(Protocol[_B, _S]):
+    """How `run` and `run_async` are called, stated once for both: the
+    outcome holds bytes (``_B``) unless ``text`` or an ``encoding`` asks for
+    str (``_S``), as with ``subprocess.run``; the other keywords are
+    `RunOptions`."""
+
+    @overload
+    def __call__(
+        self,
+        args: Sequence[StrPath],
+        *,
+        text: Literal[False] = ...,
+        encoding: None = ...,
+        errors: None = ...,
+        **options: Unpack[RunOptions],
+    ) -> _B: ...
+    @overload
+    def __call__(
+        self,
+        args: Sequence[StrPath],
+        *,
+        text: Literal[True],
+        encoding: Optional[str] = ...,
+        errors: Optional[str] = ...,
+        **options: Unpack[RunOptions],
+    ) -> _S: ...
+    @overload
+    def __call__(
+        self,
+        args: Sequence[StrPath],
+        *,
+        text: bool = ...,
+        encoding: str,
+        errors: Optional[str] = ...,
+        **options: Unpack[RunOptions],
+    ) -> _S: ...
+
+
+def _run(
     args: Sequence[StrPath],
     *,
     text: bool = False,
@@ -261,34 +276,7 @@ def run(
     return _outcome(_wait(r), text, encoding, errors)
 
 
-@overload
-async def run_async(
-    args: Sequence[StrPath],
-    *,
-    text: Literal[False] = ...,
-    encoding: None = ...,
-    errors: None = ...,
-    **options: Unpack[RunOptions],
-) -> Outcome[bytes]: ...
-@overload
-async def run_async(
-    args: Sequence[StrPath],
-    *,
-    text: Literal[True],
-    encoding: Optional[str] = ...,
-    errors: Optional[str] = ...,
-    **options: Unpack[RunOptions],
-) -> Outcome[str]: ...
-@overload
-async def run_async(
-    args: Sequence[StrPath],
-    *,
-    text: bool = ...,
-    encoding: str,
-    errors: Optional[str] = ...,
-    **options: Unpack[RunOptions],
-) -> Outcome[str]: ...
-async def run_async(
+async def _run_async(
     args: Sequence[StrPath],
     *,
     text: bool = False,
@@ -306,6 +294,12 @@ async def run_async(
         return _failed(args, text, str(e), options.get("isolation", "none"))
     await _end_of(r)
     return _outcome(_wait(r), text, encoding, errors)
+
+
+_run.__name__ = _run.__qualname__ = "run"
+_run_async.__name__ = _run_async.__qualname__ = "run_async"
+run: _Decoded[Outcome[bytes], Outcome[str]] = _run
+run_async: _Decoded[Coroutine[Any, Any, Outcome[bytes]], Coroutine[Any, Any, Outcome[str]]] = _run_async
 
 
 async def _end_of(r: Union[_winsandbox.Run, _winsandbox.Interaction]) -> None:
