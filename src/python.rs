@@ -401,17 +401,19 @@ fn command(
     })
 }
 
-/// The isolation a run asks for, from Python's `isolation`, `readable`
-/// and `writable` (checked in Rust, named in the error).
-fn isolation_of(
-    level: &str,
-    readable: Option<Vec<std::path::PathBuf>>,
-    writable: Option<Vec<std::path::PathBuf>>,
-) -> PyResult<Isolation> {
+/// What Python passes for a run's isolation: its level, and the paths it
+/// may read and write (`_command._confinement`); None is no isolation.
+type IsolationArg = Option<(String, Vec<std::path::PathBuf>, Vec<std::path::PathBuf>)>;
+
+/// The isolation a run asks for (checked in Rust, named in the error).
+fn isolation_of(arg: IsolationArg) -> PyResult<Isolation> {
+    let Some((level, readable, writable)) = arg else {
+        return Ok(Isolation::default());
+    };
     Ok(Isolation {
-        level: Level::parse(level).map_err(to_py)?,
-        readable: readable.unwrap_or_default(),
-        writable: writable.unwrap_or_default(),
+        level: Level::parse(&level).map_err(to_py)?,
+        readable,
+        writable,
     })
 }
 
@@ -690,8 +692,7 @@ fn stop_callbacks(py: Python<'_>) {
 #[pyfunction]
 #[pyo3(signature = (
     argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None,
-    stderr=None, spawn_path="auto", limits=None, isolation="none", readable=None,
-    writable=None
+    stderr=None, spawn_path="auto", limits=None, isolation=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn start(
@@ -705,12 +706,10 @@ fn start(
     stderr: Option<Bound<'_, PyAny>>,
     spawn_path: &str,
     limits: Option<&Bound<'_, PyAny>>,
-    isolation: &str,
-    readable: Option<Vec<std::path::PathBuf>>,
-    writable: Option<Vec<std::path::PathBuf>>,
+    isolation: IsolationArg,
 ) -> PyResult<Run> {
     let l = limits.map(limits_from).transpose()?.unwrap_or_default();
-    let iso = isolation_of(isolation, readable, writable)?;
+    let iso = isolation_of(isolation)?;
     let pipe = PIPE.into_pyobject(py)?.into_any();
     let args = argv.clone();
     let cmd = command(
@@ -815,8 +814,7 @@ impl Interaction {
 #[pyo3(signature = (
     solution, interactor, *, cwd=None, interactor_cwd=None, env=None,
     env_inherit=true, stderr=None, interactor_stderr=None, limits=None,
-    interactor_limits=None, codes=None, isolation="none", readable=None,
-    writable=None, interactor_isolation="none"
+    interactor_limits=None, codes=None, isolation=None, interactor_isolation=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn start_interactive(
@@ -832,10 +830,8 @@ fn start_interactive(
     limits: Option<&Bound<'_, PyAny>>,
     interactor_limits: Option<&Bound<'_, PyAny>>,
     codes: Option<Vec<(i64, String)>>,
-    isolation: &str,
-    readable: Option<Vec<std::path::PathBuf>>,
-    writable: Option<Vec<std::path::PathBuf>>,
-    interactor_isolation: &str,
+    isolation: IsolationArg,
+    interactor_isolation: IsolationArg,
 ) -> PyResult<Interaction> {
     let pipe = PIPE.into_pyobject(py)?.into_any();
     let lim = |l: Option<&Bound<'_, PyAny>>| -> PyResult<Limits> {
@@ -855,14 +851,19 @@ fn start_interactive(
             iso,
         )
     };
-    let iso = isolation_of(isolation, readable, writable)?;
-    let sc = make(&solution, cwd, &stderr, lim(limits)?, iso)?;
+    let sc = make(
+        &solution,
+        cwd,
+        &stderr,
+        lim(limits)?,
+        isolation_of(isolation)?,
+    )?;
     let ic = make(
         &interactor,
         interactor_cwd,
         &interactor_stderr,
         lim(interactor_limits)?,
-        isolation_of(interactor_isolation, None, None)?,
+        isolation_of(interactor_isolation)?,
     )?;
     let codes = match codes {
         None => crate::decide::TESTLIB_CODES.to_vec(),
@@ -937,16 +938,10 @@ with_close! {
     NativeSandbox,
     "Kills every process of the job and frees it. Idempotent.",
     #[new]
-    #[pyo3(signature = (limits=None, *, isolation="none", readable=None, writable=None))]
-    fn new(
-        py: Python<'_>,
-        limits: Option<&Bound<'_, PyAny>>,
-        isolation: &str,
-        readable: Option<Vec<std::path::PathBuf>>,
-        writable: Option<Vec<std::path::PathBuf>>,
-    ) -> PyResult<Self> {
+    #[pyo3(signature = (limits=None, isolation=None))]
+    fn new(py: Python<'_>, limits: Option<&Bound<'_, PyAny>>, isolation: IsolationArg) -> PyResult<Self> {
         let l = limits.map(limits_from).transpose()?.unwrap_or_default();
-        let iso = isolation_of(isolation, readable, writable)?;
+        let iso = isolation_of(isolation)?;
         let mut sb = backend::Sandbox::new(&l).map_err(to_py)?;
         py.detach(|| sb.isolate(iso)).map_err(to_py)?;
         Ok(NativeSandbox {

@@ -69,6 +69,14 @@ def _isolation(level: object) -> Isolation:
     return level  # type: ignore[return-value]
 
 
+def _confinement(
+    isolation: object, readable: object = None, writable: object = None
+) -> tuple[Isolation, list[str], list[str]]:
+    """A run's isolation as the native module takes it: the level and its
+    grants, checked (each error names its argument)."""
+    return _isolation(isolation), _paths("readable", readable) or [], _paths("writable", writable) or []
+
+
 def _paths(name: str, paths: object) -> Optional[list[str]]:
     """A list of existing paths (``readable``/``writable``), or None."""
     if paths is None:

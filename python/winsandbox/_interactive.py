@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Optional, TypedDict, TypeVar, Union
 
 from . import _winsandbox
-from ._command import Isolation, StrPath, _argv, _cwd, _env_changes, _isolation, _output, _paths
+from ._command import Isolation, StrPath, _argv, _confinement, _cwd, _env_changes, _output
 from ._limits import Limits, _limits_arg
 from ._outcome import Outcome, Verdict, _outcome
 from ._run import _end_of, _wait
@@ -90,10 +90,8 @@ def _start(
         limits=limits,
         interactor_limits=interactor_limits,
         codes=pairs,
-        isolation=_isolation(o.get("isolation", "none")),
-        readable=_paths("readable", o.get("readable")),
-        writable=_paths("writable", o.get("writable")),
-        interactor_isolation=_isolation(o.get("interactor_isolation", "none")),
+        isolation=_confinement(o.get("isolation", "none"), o.get("readable"), o.get("writable")),
+        interactor_isolation=_confinement(o.get("interactor_isolation", "none")),
     )
 
 

@@ -19,12 +19,12 @@ from ._command import (
     Isolation,
     StrPath,
     _argv,
+    _confinement,
     _cwd,
     _env_changes,
     _input_bytes,
     _isolation,
     _output,
-    _paths,
     _stdin_file,
 )
 from ._limits import Limits, _limits_arg
@@ -131,8 +131,7 @@ def _start(
     writable: Optional[Sequence[StrPath]] = None,
 ) -> _winsandbox.Run:
     argv = _argv(args)
-    level = _isolation(isolation)
-    grants = _paths("readable", readable), _paths("writable", writable)
+    confined = _confinement(isolation, readable, writable)
     lim = _limits_arg("limits", limits) or _NO_LIMITS
     if timeout is not None:
         lim = lim.replace(wall_time=min(timeout, lim.wall_time) if lim.wall_time else timeout)
@@ -155,9 +154,7 @@ def _start(
         stderr=default if err is None else err,
         spawn_path=spawn_path,
         limits=lim,
-        isolation=level,
-        readable=grants[0],
-        writable=grants[1],
+        isolation=confined,
     )
 
 

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Optional
 
 from . import _winsandbox
-from ._command import Isolation, StrPath, _argv, _cwd, _env_changes, _isolation, _output, _paths, _stdin_file
+from ._command import Isolation, StrPath, _argv, _confinement, _cwd, _env_changes, _output, _stdin_file
 from ._limits import Limits, _limits_arg
 from ._outcome import Accounting, ProcessInfo, Verdict
 
@@ -71,11 +71,10 @@ class Sandbox:
         process started into it, as `run` does each run; a level this system
         does not enforce raises `IsolationError` (a `SandboxError`) here."""
         lim = _limits_arg("limits", limits) or Limits()
-        level = _isolation(isolation)
-        grants = _paths("readable", readable), _paths("writable", writable)
-        self._native = _winsandbox.Sandbox(lim, isolation=level, readable=grants[0], writable=grants[1])
+        confined = _confinement(isolation, readable, writable)
+        self._native = _winsandbox.Sandbox(lim, confined)
         self.limits = lim
-        self.isolation: Isolation = level
+        self.isolation: Isolation = confined[0]
 
     def spawn(
         self,

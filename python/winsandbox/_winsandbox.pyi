@@ -29,6 +29,8 @@ PIPE: int
 DEVNULL: int
 
 _IsolationName = Literal["none", "strict", "restricted"]
+# A run's isolation: its level, the paths it may read, the paths it may write.
+_Isolation = tuple[_IsolationName, list[str], list[str]]
 
 class SandboxError(OSError):
     """The sandbox could not do what was asked (an OSError keeping the code)."""
@@ -79,14 +81,7 @@ class Process:
 
 @final
 class Sandbox:
-    def __new__(
-        cls,
-        limits: Optional[Limits] = None,
-        *,
-        isolation: _IsolationName = "none",
-        readable: Optional[list[str]] = None,
-        writable: Optional[list[str]] = None,
-    ) -> Sandbox: ...
+    def __new__(cls, limits: Optional[Limits] = None, isolation: Optional[_Isolation] = None) -> Sandbox: ...
     @property
     def closed(self) -> bool: ...
     def spawn(
@@ -121,9 +116,7 @@ def start(
     stderr: Union[int, _Path, None] = None,
     spawn_path: str = "auto",
     limits: Optional[Limits] = None,
-    isolation: _IsolationName = "none",
-    readable: Optional[list[str]] = None,
-    writable: Optional[list[str]] = None,
+    isolation: Optional[_Isolation] = None,
 ) -> Run: ...
 def start_interactive(
     solution: list[str],
@@ -138,10 +131,8 @@ def start_interactive(
     limits: Optional[Limits] = None,
     interactor_limits: Optional[Limits] = None,
     codes: Optional[list[tuple[int, str]]] = None,
-    isolation: _IsolationName = "none",
-    readable: Optional[list[str]] = None,
-    writable: Optional[list[str]] = None,
-    interactor_isolation: _IsolationName = "none",
+    isolation: Optional[_Isolation] = None,
+    interactor_isolation: Optional[_Isolation] = None,
 ) -> Interaction: ...
 def check_limits(limits: dict[str, object]) -> dict[str, object]: ...
 def cli_main(args: list[str]) -> int: ...
