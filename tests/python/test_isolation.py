@@ -200,3 +200,39 @@ def test_a_sandbox_isolates_each_process_it_starts(tmp_path: Path) -> None:
     assert q.wait(5) < 0  # killed with the sandbox
     with winsandbox.Sandbox() as sb:
         assert sb.spawn([PY, "-c", prog], cwd=work).wait(30) == 10  # the hole, unisolated
+
+
+@pytest.mark.parametrize("level", ["strict", "restricted"])
+def test_a_level_whose_canary_cannot_run_is_refused(tmp_path: Path, level: str) -> None:
+    """A level is proved by its canary before any program runs under it; a
+    canary that cannot run proves nothing, so the level is refused and the
+    program never starts. Provoked without weakening anything: with TMPDIR
+    inside /usr (which every view shows, read-only) the canary's working
+    directory would be a system folder, which no isolated program may write."""
+    if not LINUX:
+        pytest.skip("the canary is the Linux backend's")
+    import json
+    import subprocess
+    import tempfile
+
+    try:
+        tmp = tempfile.mkdtemp(prefix="winsandbox-canary-test-", dir="/usr/local")
+    except OSError as e:
+        pytest.skip(f"/usr/local is not writable here: {e}")
+    try:
+        os.chmod(tmp, 0o755)
+        ran = tmp_path / "ran"
+        r = subprocess.run(
+            [PY, "-m", "winsandbox", "run", "--json", "--isolation", level, "--writable", str(tmp_path),
+             "--", PY, "-c", f"open({str(ran)!r}, 'w')"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": tmp},
+        )  # fmt: skip
+        d = json.loads(r.stdout)
+        assert (r.returncode, d["verdict"], d["isolation"]) == (3, "SE", level), r
+        assert "its canary could not run" in d["error"] and "system's files" in d["error"], d["error"]
+        assert not ran.exists()
+        assert os.listdir(tmp) == [], "the canary's bait and folders are removed"
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
