@@ -412,6 +412,13 @@ impl<B: Backend> Job<B> {
         lock(&self.state)
     }
 
+    /// Whether the monitor has anything to do for this job once its clock
+    /// runs: a wall limit to keep or samples to take. A job without either
+    /// need not wake it (the kernel or its owner does the rest).
+    pub fn watched(&self) -> bool {
+        self.sampled || self.limits.wall_time.is_some()
+    }
+
     /// Ends every process of the job now (the backend's one kill).
     pub fn end(&self) {
         B::end(self);

@@ -371,21 +371,31 @@ impl JobCgroup {
                 return Some((u, s));
             }
         }
-        let s = get(self.unified.as_ref()?, "cpu.stat")?;
+        let mut buf = [0u8; 1024];
+        let s = match self.kept_cpu(&mut buf) {
+            Some((text, true)) => std::borrow::Cow::Borrowed(text),
+            _ => std::borrow::Cow::Owned(get(self.unified.as_ref()?, "cpu.stat")?),
+        };
         Some((
             keyed(&s, "user_usec")? * 1000,
             keyed(&s, "system_usec")? * 1000,
         ))
     }
 
+    /// The kept CPU file's text (one `pread`, no open), and whether it is
+    /// `cpu.stat`.
+    fn kept_cpu<'a>(&self, buf: &'a mut [u8; 1024]) -> Option<(&'a str, bool)> {
+        use std::os::unix::fs::FileExt;
+        let (f, stat) = self.cpu_total.as_ref()?;
+        let n = f.read_at(buf, 0).ok()?;
+        Some((std::str::from_utf8(&buf[..n]).ok()?, *stat))
+    }
+
     /// The CPU of every process that ran in the job, ns, user and system
     /// together: the cheap read, for telling whether anything ran.
     pub fn cpu_total_ns(&self) -> Option<u64> {
-        use std::os::unix::fs::FileExt;
-        let (f, stat) = self.cpu_total.as_ref()?;
         let mut buf = [0u8; 1024];
-        let n = f.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let (text, stat) = self.kept_cpu(&mut buf)?;
         match stat {
             true => keyed(text, "usage_usec").map(|u| u * 1000),
             false => text.trim().parse().ok(),

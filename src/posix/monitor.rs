@@ -75,7 +75,9 @@ pub(crate) type JobShared = engine::Job<Posix>;
 impl JobShared {
     pub fn start_clock(&self) {
         self.lock().run.started.get_or_insert(Instant::now());
-        wake();
+        if self.watched() {
+            wake();
+        }
     }
 
     pub fn add_session(&self, sid: i32) {
@@ -135,8 +137,8 @@ pub(crate) fn register(limits: &Limits) -> Arc<JobShared> {
     let key = m.jobs.next_key();
     let cg = JobCgroup::create(key, kernel_memory_limit(limits));
     let job = Arc::new(JobShared::new(key, limits, Posix { cg }));
+    // Not woken: the job has nothing for it before its clock starts.
     m.jobs.insert(key, job.clone());
-    wake();
     job
 }
 

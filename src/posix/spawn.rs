@@ -750,10 +750,15 @@ fn launch(
         _ => ns_flags(ns_level),
     };
     p.program_stack = init_stack.as_ref().map_or(0, InitStack::program_top);
+    // The program's stack where no init starts it (an init has its own).
     const STACK: usize = 256 * 1024;
-    let mut stack = vec![0u8; STACK];
-    // SAFETY: one past the end of the buffer, aligned down to 16 bytes.
-    let top = unsafe { stack.as_mut_ptr().add(STACK) };
+    let mut stack = if init_stack.is_none() {
+        vec![0u8; STACK]
+    } else {
+        Vec::new()
+    };
+    // SAFETY: one past the end of the buffer (empty: unused), aligned down to 16 bytes.
+    let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
     let top = (top as usize & !15) as *mut libc::c_void;
     // No signal handler may run on the child's stack in the shared memory:
     // block them all around clone (the program unblocks before exec).

@@ -109,7 +109,9 @@ impl JobShared {
     /// Starts the wall clock (the main process is about to start).
     pub fn start_clock(&self) {
         self.lock().run.started = Some(Instant::now());
-        wake();
+        if self.watched() {
+            wake();
+        }
     }
 
     /// Folds the main process's final memory counters into the job's
@@ -208,8 +210,9 @@ pub(crate) fn register(handle: OwnedHandle, limits: &Limits) -> Result<Arc<JobSh
         driver: OnceLock::new(),
     };
     let shared = Arc::new(JobShared::new(key, limits, os));
+    // Not woken: the job has nothing for it before its clock starts (its
+    // messages come through the port whatever the monitor waits for).
     m.jobs.insert(key, shared.clone());
-    wake();
     Ok(shared)
 }
 
