@@ -41,6 +41,8 @@ isolation:
                          this system does not enforce is SE (exit 3), nothing started
   --readable PATH        a path the program may read (repeatable; with a level)
   --writable PATH        a path the program may read and write (repeatable)
+  --keep-workdir         keep the working directory made for a run given no --cwd
+                         (named in the JSON as \"workdir\")
 output:
   --json                 print the outcome as one JSON object
 
@@ -117,6 +119,7 @@ fn apply(
         "--isolation" => cmd.isolation.level = Level::parse(&val()?).map_err(e)?,
         "--readable" => cmd.isolation.readable.push(PathBuf::from(val()?)),
         "--writable" => cmd.isolation.writable.push(PathBuf::from(val()?)),
+        "--keep-workdir" => cmd.keep_workdir = true,
         "--env" => {
             let v = val()?;
             let (k, x) = v
@@ -191,7 +194,10 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 None => need(&mut it, opt).cloned(),
             }
         };
-        let flag = matches!(opt, "--no-ui-restrictions" | "--clean-env" | "--json");
+        let flag = matches!(
+            opt,
+            "--no-ui-restrictions" | "--clean-env" | "--json" | "--keep-workdir"
+        );
         let interactor_opt = opt.strip_prefix("--interactor-").map(|o| format!("--{o}"));
         match opt {
             "--json" => json = true,
@@ -231,6 +237,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
     cmd.program = program;
     cmd.args = it.cloned().collect();
     cmd.limits.validate().map_err(|e| e.to_string())?;
+    cmd.validate_isolation().map_err(|e| e.to_string())?;
     let interactor = if interactive {
         if int.program.is_empty() {
             return Err("no --interactor given".into());
@@ -238,6 +245,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
         int.env = cmd.env.clone();
         int.limits
             .validate()
+            .and_then(|()| int.validate_isolation())
             .map_err(|e| format!("interactor: {e}"))?;
         Some((int, table))
     } else {

@@ -176,6 +176,10 @@ pub struct Command {
     pub limits: Limits,
     pub spawn_path: SpawnPath,
     pub isolation: Isolation,
+    /// Keep the working directory an isolated run gets when it is given no
+    /// `cwd` (removed otherwise), and name it in `Outcome::workdir`: where a
+    /// file-I/O program leaves its output.
+    pub keep_workdir: bool,
 }
 
 impl Command {
@@ -207,9 +211,35 @@ impl Command {
         self
     }
 
+    /// Its isolation, checked before a run starts: the grants, and
+    /// `keep_workdir`, which needs a level and no `cwd` (only then is a
+    /// working directory made for the run).
+    pub fn validate_isolation(&self) -> crate::Result<()> {
+        self.isolation.validate()?;
+        if self.keep_workdir && self.isolation.level == Level::None {
+            return Err(crate::Error::invalid(
+                "keep_workdir",
+                "a working directory is made only for an isolated run (strict or restricted)",
+            ));
+        }
+        if self.keep_workdir && self.cwd.is_some() {
+            return Err(crate::Error::invalid(
+                "keep_workdir",
+                "a working directory is made only when no cwd is given (a cwd is yours, never removed)",
+            ));
+        }
+        Ok(())
+    }
+
     /// This command with `default` isolation when it asks for none of its
     /// own (a `Sandbox`'s, for each process started into it), checked.
     pub fn isolated_by(&self, default: &Isolation) -> crate::Result<Command> {
+        if self.keep_workdir {
+            return Err(crate::Error::invalid(
+                "keep_workdir",
+                "not for a process started into a Sandbox (no outcome names it): give it a cwd",
+            ));
+        }
         let mut c = self.clone();
         if c.isolation.level == Level::None {
             c.isolation = default.clone();

@@ -149,6 +149,9 @@ pub struct Outcome {
     pub not_applied: Vec<NotApplied>,
     /// The isolation level it ran under.
     pub isolation: crate::command::Level,
+    /// The working directory made for this run and kept
+    /// (`Command::keep_workdir`): the caller's to read and remove.
+    pub workdir: Option<std::path::PathBuf>,
     /// For `SE`: what failed.
     pub error: Option<String>,
 }
@@ -211,6 +214,11 @@ impl Outcome {
             .collect();
         field("not_applied", format!("[{}]", na.join(", ")));
         field("isolation", json_str(self.isolation.as_str()));
+        let workdir = self.workdir.as_ref();
+        field(
+            "workdir",
+            opt(workdir.map(|d| json_str(&d.to_string_lossy()))),
+        );
         field("error", opt(self.error.as_deref().map(json_str)));
         s.push('}');
         s

@@ -398,6 +398,7 @@ fn command(
         limits,
         spawn_path,
         isolation,
+        keep_workdir: false,
     })
 }
 
@@ -458,6 +459,10 @@ fn outcome_object<'py>(
         .collect::<PyResult<_>>()?;
     d.set_item("not_applied", PyTuple::new(py, na)?)?;
     d.set_item("isolation", o.isolation.as_str())?;
+    d.set_item(
+        "workdir",
+        o.workdir.as_ref().map(|w| w.to_string_lossy().into_owned()),
+    )?;
     d.set_item("error", o.error.clone())?;
     d.set_item("worker", py.None())?; // set by a fleet worker (winsandbox.celery)
     Ok(obj)
@@ -692,7 +697,7 @@ fn stop_callbacks(py: Python<'_>) {
 #[pyfunction]
 #[pyo3(signature = (
     argv, *, cwd=None, env=None, env_inherit=true, stdin=None, stdout=None,
-    stderr=None, spawn_path="auto", limits=None, isolation=None
+    stderr=None, spawn_path="auto", limits=None, isolation=None, keep_workdir=false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn start(
@@ -707,12 +712,13 @@ fn start(
     spawn_path: &str,
     limits: Option<&Bound<'_, PyAny>>,
     isolation: IsolationArg,
+    keep_workdir: bool,
 ) -> PyResult<Run> {
     let l = limits.map(limits_from).transpose()?.unwrap_or_default();
     let iso = isolation_of(isolation)?;
     let pipe = PIPE.into_pyobject(py)?.into_any();
     let args = argv.clone();
-    let cmd = command(
+    let mut cmd = command(
         argv,
         cwd,
         env,
@@ -724,6 +730,7 @@ fn start(
         l,
         iso,
     )?;
+    cmd.keep_workdir = keep_workdir;
     let r = py.detach(|| backend::Running::start(&cmd)).map_err(to_py)?;
     let pid = r.pid();
     let killer = r.killer();

@@ -120,6 +120,9 @@ class Outcome(Generic[AnyStr]):
     """(limit, reason) for each limit this system could not apply."""
     isolation: str = "none"
     """The isolation level it ran under ("none", "strict", "restricted")."""
+    workdir: Optional[str] = None
+    """The working directory made for an isolated run given no ``cwd``, when
+    it was asked to be kept (``keep_workdir``): yours to read and remove."""
     error: Optional[str] = None
     worker: Optional[Worker] = None
     """Where it ran, when a fleet worker judged it (`winsandbox.celery`)."""
@@ -157,6 +160,7 @@ class Outcome(Generic[AnyStr]):
         d["truncated"] = self.truncated
         d["not_applied"] = [{"limit": n, "reason": r} for n, r in self.not_applied]
         d["isolation"] = self.isolation
+        d["workdir"] = self.workdir
         d["error"] = self.error
         d["text"] = text
         if self.worker is not None:
@@ -206,6 +210,7 @@ class Outcome(Generic[AnyStr]):
             truncated=_field(d, "truncated", bool, w),
             not_applied=tuple((str(n["limit"]), str(n["reason"])) for n in na),
             isolation=_field(d, "isolation", str, w, optional=True) or "none",
+            workdir=_field(d, "workdir", str, w, optional=True),
             error=_field(d, "error", str, w, optional=True),
             worker=None if worker is None else Worker.from_dict(worker),
         )

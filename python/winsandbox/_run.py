@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 _NO_LIMITS = Limits()
 
 
+def _flag(name: str, v: object) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"{name}: expected True or False, got {v!r}")
+    return v
+
+
 @dataclass(frozen=True)
 class Job:
     """One submission for `run_many` (and `winsandbox.celery.run_many`).
@@ -54,6 +60,9 @@ class Job:
     isolation: Isolation = "none"
     readable: Sequence[StrPath] = ()
     writable: Sequence[StrPath] = ()
+    keep_workdir: bool = False
+    """Keep the working directory an isolated job given no ``cwd`` gets
+    (`Outcome.workdir`); on a fleet it is on the worker's machine."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (``input`` as ``input_base64``); `from_dict` gives
@@ -76,6 +85,8 @@ class Job:
         for k in ("readable", "writable"):
             if getattr(self, k):
                 d[k] = [os.fspath(p) for p in getattr(self, k)]
+        if self.keep_workdir:
+            d["keep_workdir"] = True
         return d
 
     @classmethod
@@ -85,7 +96,7 @@ class Job:
         if not isinstance(d, Mapping):
             raise TypeError(f"job: expected a dict, got {d!r}")
         known = ("args", "input_base64", "stdin", "limits", "cwd", "env", "extra_env", "isolation", "readable",
-                 "writable")  # fmt: skip
+                 "writable", "keep_workdir")  # fmt: skip
         for k in d:
             if k not in known:
                 raise ValueError(f"job: unknown key {k!r} (known: {', '.join(known)})")
@@ -107,6 +118,7 @@ class Job:
             isolation=_isolation(d.get("isolation", "none")),
             readable=tuple(d.get("readable", ())),
             writable=tuple(d.get("writable", ())),
+            keep_workdir=_flag("keep_workdir", d.get("keep_workdir", False)),
         )
 
 
@@ -129,8 +141,10 @@ def _start(
     isolation: Isolation = "none",
     readable: Optional[Sequence[StrPath]] = None,
     writable: Optional[Sequence[StrPath]] = None,
+    keep_workdir: bool = False,
 ) -> _winsandbox.Run:
     argv = _argv(args)
+    keep = _flag("keep_workdir", keep_workdir)
     confined = _confinement(isolation, readable, writable)
     lim = _limits_arg("limits", limits) or _NO_LIMITS
     if timeout is not None:
@@ -155,6 +169,7 @@ def _start(
         spawn_path=spawn_path,
         limits=lim,
         isolation=confined,
+        keep_workdir=keep,
     )
 
 
@@ -195,6 +210,7 @@ class RunOptions(TypedDict, total=False):
     isolation: Isolation
     readable: Optional[Sequence[StrPath]]
     writable: Optional[Sequence[StrPath]]
+    keep_workdir: bool
 
 
 _B = TypeVar("_B", covariant=True)
@@ -258,8 +274,9 @@ def _run(
     then ``WLE``, nothing is raised); ``text``/``encoding``/``errors`` decode
     the output. ``isolation`` (``"strict"``, ``"restricted"``) keeps the
     program from what it was not granted (``readable``, ``writable``, its
-    ``cwd``; a fresh one is made when none is given): a level this system
-    does not enforce gives verdict ``SE``, nothing started. Bad arguments
+    ``cwd``; a fresh one is made when none is given, and removed unless
+    ``keep_workdir`` keeps it for you: `Outcome.workdir`): a level this
+    system does not enforce gives verdict ``SE``, nothing started. Bad arguments
     raise TypeError or ValueError naming them, before anything starts. A
     program that does not exist raises ``FileNotFoundError`` (a
     `SandboxError`). Ctrl-C raises ``KeyboardInterrupt`` and leaves nothing
@@ -360,7 +377,8 @@ class _Pending:
         try:
             self.run = _start(spec.args, limits=spec.limits or limits, input=spec.input, stdin=spec.stdin,
                               cwd=spec.cwd, env=spec.env, extra_env=spec.extra_env, isolation=spec.isolation,
-                              readable=spec.readable, writable=spec.writable)  # fmt: skip
+                              readable=spec.readable, writable=spec.writable,
+                              keep_workdir=spec.keep_workdir)  # fmt: skip
         except Exception as e:  # one failure never stops the batch
             self.failed = _failed(spec.args, text, f"{type(e).__name__}: {e}", spec.isolation)
             return

@@ -117,6 +117,7 @@ def start(
     spawn_path: str = "auto",
     limits: Optional[Limits] = None,
     isolation: Optional[_Isolation] = None,
+    keep_workdir: bool = False,
 ) -> Run: ...
 def start_interactive(
     solution: list[str],

@@ -844,6 +844,14 @@ impl Workdir {
     }
 }
 
+impl Workdir {
+    /// Its path, the folder left in place (the caller's now).
+    pub fn keep(self) -> PathBuf {
+        let mut me = std::mem::ManuallyDrop::new(self);
+        std::mem::take(&mut me.0)
+    }
+}
+
 impl Drop for Workdir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);

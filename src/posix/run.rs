@@ -295,13 +295,15 @@ pub struct Running {
     /// An isolated run's working directory and grants: undone last, once
     /// the init (and so everything in its namespace) is gone.
     #[cfg(target_os = "linux")]
-    _leftovers: Option<super::spawn::Leftovers>,
+    leftovers: Option<super::spawn::Leftovers>,
+    /// Name the working directory made for the run, and keep it.
+    keep_workdir: bool,
 }
 
 impl Running {
     pub fn start(cmd: &Command) -> Result<Running> {
         cmd.limits.validate()?;
-        cmd.isolation.validate()?;
+        cmd.validate_isolation()?;
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
             std::fs::File::create(p).map_err(|e| io_err(format!("creating {p:?}"), e))
         })?;
@@ -370,7 +372,8 @@ impl Running {
             #[cfg(target_os = "linux")]
             init_stack: spawned.init_stack,
             #[cfg(target_os = "linux")]
-            _leftovers: spawned.leftovers,
+            leftovers: spawned.leftovers,
+            keep_workdir: cmd.keep_workdir,
             isolation: cmd.isolation.level,
             pidfd: pidfd(spawned.wait_pid),
             started,
@@ -544,6 +547,12 @@ impl Running {
         // peak is its peak.
         let seen = (st.seen.len() as u32).max(1);
         let process_peak = if seen == 1 { cg_peak } else { 0 };
+        #[cfg(target_os = "linux")]
+        let workdir = (self.keep_workdir)
+            .then(|| self.leftovers.as_mut().and_then(|l| l.keep_workdir()))
+            .flatten();
+        #[cfg(not(target_os = "linux"))]
+        let workdir = None;
         let mut o = Outcome {
             pid: self.pid as u32,
             user_time: user * scale,
@@ -556,6 +565,7 @@ impl Running {
             write_bytes: (ru.ru_oublock.max(0) as u64) * 512,
             not_applied: self.not_applied.clone(),
             isolation: self.isolation,
+            workdir,
             ..Default::default()
         };
         let hit = st.run.hit;

@@ -662,6 +662,13 @@ pub(crate) struct Leftovers {
     grants: Vec<isolate::Grant>,
 }
 
+impl Leftovers {
+    /// The working directory made for the run, left in place.
+    pub fn keep_workdir(&mut self) -> Option<std::path::PathBuf> {
+        self.workdir.take().map(isolate::Workdir::keep)
+    }
+}
+
 /// Proves `level` is enforced here, once: a process under it must not read
 /// a file everyone may read, nor (strict) reach a listener on 127.0.0.1.
 fn canary(level: Level, checks: isolate::Checks) -> isolate::CanaryResult {

@@ -203,6 +203,13 @@ pub(crate) struct Contained {
     workdir: Option<PathBuf>,
 }
 
+impl Contained {
+    /// The working directory made for the run, left in place (the caller's).
+    pub fn keep_workdir(&mut self) -> Option<PathBuf> {
+        self.workdir.take()
+    }
+}
+
 impl Drop for Contained {
     fn drop(&mut self) {
         self.grants.clear();

@@ -89,13 +89,15 @@ pub struct Running {
     isolation: crate::command::Level,
     /// A strict run's AppContainer: its grants and fresh working directory,
     /// undone when the run is dropped (after its job is ended).
-    _contained: Option<super::isolate::Contained>,
+    contained: Option<super::isolate::Contained>,
+    /// Name the working directory made for the run, and keep it.
+    keep_workdir: bool,
 }
 
 impl Running {
     /// Creates the job, the pipes, and starts the program in the job.
     pub fn start(cmd: &Command) -> Result<Running> {
-        cmd.isolation.validate()?;
+        cmd.validate_isolation()?;
         super::isolate::check(&cmd.isolation)?;
         let (mut job, breakaway) = make_job(&cmd.limits)?;
         job.not_applied
@@ -158,7 +160,8 @@ impl Running {
             wall_limit: cmd.limits.wall_time,
             finish: Finish::default(),
             isolation: cmd.isolation.level,
-            _contained: contained,
+            contained,
+            keep_workdir: cmd.keep_workdir,
         })
     }
 
@@ -312,6 +315,9 @@ impl Running {
             write_bytes: acc.write_bytes,
             not_applied: self.job.not_applied.clone(),
             isolation: self.isolation,
+            workdir: (self.keep_workdir)
+                .then(|| self.contained.as_mut().and_then(|c| c.keep_workdir()))
+                .flatten(),
             ..Default::default()
         };
         drop(st);

@@ -44,10 +44,22 @@ def test_the_answer_beside_the_working_directory_does_not_leak(tmp_path: Path) -
 def test_a_file_problem_works_in_a_fresh_directory() -> None:
     if not LINUX:
         pytest.skip("isolation is enforced by the Linux backend here")
-    prog = "open('output.txt','w').write('5'); print(open('output.txt').read())"
+    prog = "import os; open('output.txt','w').write('5'); print(open('output.txt').read(), os.getcwd())"
     o = winsandbox.run([PY, "-c", prog], isolation="strict", text=True)
     assert o.verdict is Verdict.OK, o
-    assert o.stdout.strip() == "5"
+    five, made = o.stdout.split()
+    assert five == "5" and o.workdir is None
+    assert not os.path.exists(made), "the directory made for the run is removed"
+    kept = winsandbox.run([PY, "-c", prog], isolation="strict", text=True, keep_workdir=True)
+    assert kept.verdict is Verdict.OK, kept
+    assert kept.workdir == kept.stdout.split()[1] != made
+    try:
+        assert Path(kept.workdir, "output.txt").read_text() == "5"
+        assert kept.to_dict()["workdir"] == kept.workdir
+    finally:
+        import shutil
+
+        shutil.rmtree(kept.workdir)
 
 
 def test_restricted_keeps_the_network_strict_does_not() -> None:
@@ -83,6 +95,32 @@ def test_levels_refuse_under_wine_with_nothing_started(tmp_path: Path) -> None:
     assert o.verdict is Verdict.OK and marker.exists()  # the same program does run unisolated
 
 
+def test_the_cli_keeps_the_working_directory_when_asked() -> None:
+    if not LINUX:
+        pytest.skip("isolation is enforced by the Linux backend here")
+    import json
+    import shutil
+    import subprocess
+
+    write = "open('output.txt', 'w').write('done')"
+    r = subprocess.run(
+        [PY, "-m", "winsandbox", "run", "--json", "--isolation", "strict", "--keep-workdir", "--", PY, "-c", write],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    d = json.loads(r.stdout)
+    assert (r.returncode, d["verdict"]) == (0, "OK"), r
+    try:
+        assert Path(d["workdir"], "output.txt").read_text() == "done"
+    finally:
+        shutil.rmtree(d["workdir"])
+    plain = subprocess.run([PY, "-m", "winsandbox", "run", "--json", "--", PY, "-c", "pass"], capture_output=True)
+    assert json.loads(plain.stdout)["workdir"] is None
+    bad = subprocess.run([PY, "-m", "winsandbox", "run", "--keep-workdir", "--", PY, "-c", "pass"], capture_output=True)
+    assert bad.returncode == 2 and b"keep_workdir" in bad.stderr, bad
+    grant = subprocess.run([PY, "-m", "winsandbox", "run", "--readable", "/", "--", PY], capture_output=True)
+    assert grant.returncode == 2 and b"readable" in grant.stderr, grant  # a usage error, found before any start
+
+
 def _start_only(level: str, marker: Path) -> None:
     from winsandbox import _run
 
@@ -93,6 +131,8 @@ def test_run_many_takes_isolation_per_job(tmp_path: Path) -> None:
     if REAL_WINDOWS:
         pytest.skip("real Windows: tests/isolation.rs covers strict")
     jobs = [Job(args=[PY, "-c", "print(1)"], isolation="strict"), Job(args=[PY, "-c", "print(2)"])]
+    kept = Job(args=[PY, "-c", "print(3)"], isolation="strict", keep_workdir=True)
+    assert Job.from_dict(kept.to_dict()) == Job(args=(PY, "-c", "print(3)"), isolation="strict", keep_workdir=True)
     out = list(winsandbox.run_many(jobs, text=True))
     assert out[0].isolation == "strict" and out[1].isolation == "none"
     assert out[1].verdict is Verdict.OK
@@ -109,6 +149,9 @@ def test_run_many_takes_isolation_per_job(tmp_path: Path) -> None:
         ({"writable": [5]}, TypeError, "writable"),
         ({"readable": ["/no/such/wsb"]}, FileNotFoundError, "readable"),
         ({"readable": [os.getcwd()]}, ValueError, "readable"),
+        ({"keep_workdir": 1}, TypeError, "keep_workdir"),
+        ({"keep_workdir": True}, ValueError, "keep_workdir"),
+        ({"keep_workdir": True, "isolation": "strict", "cwd": os.getcwd()}, ValueError, "keep_workdir"),
     ],
 )
 def test_bad_isolation_arguments_are_named(kwargs: dict[str, object], error: type[Exception], words: str) -> None:
