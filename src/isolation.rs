@@ -2,7 +2,8 @@
 //! AppContainer SID a run's name derives to (as userenv's
 //! `DeriveAppContainerSidFromAppContainerName` does, computed here so that
 //! no profile is registered and Wine's aborting userenv stubs are never
-//! reached), and SIDs as strings.
+//! reached), SIDs as strings, and the security descriptors (SDDL) the
+//! supervisor gives what it makes.
 
 use sha2::{Digest, Sha256};
 
@@ -41,6 +42,61 @@ pub fn appcontainer_name(pid: u32, run: u64) -> String {
     format!("winsandbox.run.{pid}.{run}")
 }
 
+/// `SY`: the LocalSystem account.
+const SYSTEM: &str = "SY";
+/// `AC`: ALL APPLICATION PACKAGES, which every AppContainer token holds.
+const ALL_APP_PACKAGES: &str = "AC";
+
+/// The security descriptor of every kernel object the supervisor makes
+/// (its pipes, its jobs): protected, full access for SYSTEM and the
+/// supervisor's own user (`user`, a SID string) alone. An AppContainer
+/// (not granted) and a restricted token (the user SID is not among its
+/// restricting SIDs) cannot open them; an object made with no descriptor
+/// at all, as Wine makes it, anyone could.
+pub fn supervisor_only_sddl(user: &str) -> String {
+    format!("D:P(A;;GA;;;{SYSTEM})(A;;GA;;;{user})")
+}
+
+/// Desktop rights a program needs to run its windows there: read and write
+/// objects, create windows and menus, enumerate, read the descriptor (no
+/// hooks, no journal, no switching the desktop shown).
+pub const DESKTOP_USE: u32 = 0x0001 | 0x0002 | 0x0004 | 0x0040 | 0x0080 | 0x0002_0000;
+
+/// The descriptor of the supervisor's own desktop (one per process), where
+/// strict programs run: as `supervisor_only_sddl`, plus `DESKTOP_USE` for
+/// every AppContainer and a low mandatory label (without either, a low
+/// integrity AppContainer program could not start its user32 there).
+pub fn worker_desktop_sddl(user: &str) -> String {
+    format!(
+        "{}(A;;0x{DESKTOP_USE:x};;;{ALL_APP_PACKAGES})S:(ML;;NW;;;LW)",
+        supervisor_only_sddl(user)
+    )
+}
+
+/// The name of the supervisor's desktop: one per process (a desktop per run
+/// would exhaust the desktop heap at a judge's rates).
+pub fn worker_desktop_name(pid: u32) -> String {
+    format!("winsandbox-{pid}")
+}
+
+/// The SIDs the ACEs of a DACL in SDDL (`D:` part) allow, in order, and
+/// whether it is protected: `None` if any ACE is not an allow ACE. For
+/// reading back what a system stored (it may map the rights).
+pub fn dacl_trustees(sddl: &str) -> Option<(bool, Vec<String>)> {
+    let d = &sddl[sddl.find("D:")? + 2..];
+    let d = &d[..d.find("S:").unwrap_or(d.len())];
+    let protected = d[..d.find('(').unwrap_or(d.len())].contains('P');
+    let mut sids = Vec::new();
+    for ace in d.split('(').skip(1) {
+        let fields: Vec<&str> = ace.trim_end_matches(')').split(';').collect();
+        if fields.len() < 6 || fields[0] != "A" {
+            return None;
+        }
+        sids.push(fields[5].to_string());
+    }
+    Some((protected, sids))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +125,41 @@ mod tests {
             sid,
             "S-1-15-2-2921759080-1883410987-1839088851-4076766193-1859296127-1066217403-4044054020"
         );
+    }
+
+    #[test]
+    fn supervisor_objects_allow_system_and_the_user_alone() {
+        let user = "S-1-5-21-1-2-3-1000";
+        assert_eq!(
+            supervisor_only_sddl(user),
+            "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)"
+        );
+        assert_eq!(
+            worker_desktop_sddl(user),
+            "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;0x200c7;;;AC)S:(ML;;NW;;;LW)"
+        );
+        assert_eq!(worker_desktop_name(42), "winsandbox-42");
+        // No hook, journal or switch right for the programs.
+        assert_eq!(DESKTOP_USE & (0x0008 | 0x0010 | 0x0020 | 0x0100), 0);
+    }
+
+    #[test]
+    fn dacls_read_back_name_their_trustees() {
+        let user = "S-1-5-21-1-2-3-1000";
+        assert_eq!(
+            dacl_trustees(&worker_desktop_sddl(user)),
+            Some((true, vec!["SY".into(), user.into(), "AC".into()]))
+        );
+        // As a system may store it: owner first, rights mapped, flags.
+        assert_eq!(
+            dacl_trustees("O:BAD:PAI(A;;0x1f01ff;;;SY)(A;;FA;;;BA)"),
+            Some((true, vec!["SY".into(), "BA".into()]))
+        );
+        assert_eq!(
+            dacl_trustees("D:(A;;GA;;;WD)"),
+            Some((false, vec!["WD".into()]))
+        );
+        assert_eq!(dacl_trustees("D:P(D;;GA;;;WD)(A;;GA;;;SY)"), None);
+        assert_eq!(dacl_trustees("O:SY"), None);
     }
 }

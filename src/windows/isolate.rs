@@ -8,10 +8,11 @@
 //! execute) and its folder (list), on themselves alone (not the system's
 //! folders, which every AppContainer may read already); its working
 //! directory (a fresh one when none is given) and the `writable` paths
-//! (modify), the `readable` paths (read, execute), inherited inside. It starts suspended on a desktop of the supervisor's
-//! own (one per process), and before its first instruction the supervisor
-//! reads its token back: an AppContainer, with this run's SID, or it is
-//! ended and the run is refused.
+//! (modify), the `readable` paths (read, execute), inherited inside. It
+//! starts suspended on the supervisor's own desktop (`desktop`: one per
+//! process), and before its first instruction the supervisor reads its
+//! token back: an AppContainer, with this run's SID, or it is ended and the
+//! run is refused.
 //!
 //! Before anything is created for a run, each level proves that this
 //! system takes its mechanism: strict sets its SID into a process attribute
@@ -20,7 +21,7 @@
 //! careless launcher then starts the child unconfined) and accepts the
 //! second without keeping its restricting SIDs: both are refused there,
 //! nothing started (`Error::Isolation`). Restricted's launch (the token,
-//! its desktop, its grants) is not built in this version: it is refused
+//! its grants) is not built in this version: it is refused
 //! everywhere rather than run weaker.
 
 use std::os::windows::ffi::OsStrExt;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use windows::core::PCWSTR;
-use windows::Win32::Foundation::{HANDLE, HLOCAL};
+use windows::Win32::Foundation::HANDLE;
 use windows::Win32::Security::Authorization::ConvertStringSidToSidW;
 use windows::Win32::Security::{
     CreateRestrictedToken, IsTokenRestricted, DISABLE_MAX_PRIVILEGE, PSID, SECURITY_CAPABILITIES,
@@ -60,24 +61,13 @@ pub(crate) fn check(iso: &Isolation) -> Result<()> {
                 restricted_token_kept()?;
                 Err(Error::isolation(
                     Level::Restricted,
-                    "this version does not yet launch with a restricted token (its desktop and \
-                     its grants): refused rather than run without one",
+                    "this version does not yet launch with a restricted token (its integrity \
+                     and its grants): refused rather than run without one",
                     None,
                 ))
             })
             .clone(),
     }
-}
-
-/// What a level does not give on this system, for the outcome's `not_applied`.
-pub(crate) fn not_applied(level: Level) -> Option<crate::outcome::NotApplied> {
-    (level == Level::Strict).then(|| crate::outcome::NotApplied {
-        limit: "desktop",
-        reason: "the program shares the supervisor's desktop (as a low-integrity AppContainer \
-                 it cannot send messages to the user's windows); a desktop of its own is not \
-                 built yet"
-            .into(),
-    })
 }
 
 /// A SID from its string form, freed on drop.
@@ -102,7 +92,7 @@ impl Sid {
 impl Drop for Sid {
     fn drop(&mut self) {
         // SAFETY: the SID was allocated by ConvertStringSidToSidW with LocalAlloc.
-        unsafe { windows::Win32::Foundation::LocalFree(Some(HLOCAL(self.0 .0))) };
+        unsafe { super::security::local_free(self.0 .0) };
     }
 }
 
@@ -424,8 +414,8 @@ impl Grant {
         };
         // SAFETY: both were allocated by the system with LocalAlloc.
         unsafe {
-            windows::Win32::Foundation::LocalFree(Some(HLOCAL(new.cast())));
-            windows::Win32::Foundation::LocalFree(Some(HLOCAL(sd.0)));
+            super::security::local_free(new.cast());
+            super::security::local_free(sd.0);
         }
         result
     }
@@ -523,7 +513,5 @@ mod tests {
         assert_eq!(ATTR_SECURITY_CAPABILITIES, 0x0002_0009);
         // SECURITY_CAPABILITIES on x64: SID pointer, array pointer, two DWORDs.
         assert_eq!(std::mem::size_of::<SECURITY_CAPABILITIES>(), 24);
-        assert!(not_applied(Level::Strict).is_some());
-        assert!(not_applied(Level::None).is_none());
     }
 }

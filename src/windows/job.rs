@@ -57,9 +57,11 @@ impl JobObject {
         let pname = hname
             .as_ref()
             .map_or(PCWSTR::null(), |h| PCWSTR(h.as_ptr()));
-        // SAFETY: no security attributes; `pname` is null or a live NUL-terminated string.
-        let h =
-            unsafe { CreateJobObjectW(None, pname) }.map_err(|e| werr("CreateJobObjectW", e))?;
+        let private = super::security::supervisor_only()?.attributes(false);
+        // SAFETY: `private` and its descriptor outlive the call; `pname` is
+        // null or a live NUL-terminated string.
+        let h = unsafe { CreateJobObjectW(Some(&private), pname) }
+            .map_err(|e| werr("CreateJobObjectW", e))?;
         // SAFETY: CreateJobObjectW returned a new handle we now own.
         let handle = unsafe { own(h) };
         let mut not_applied = Vec::new();
@@ -133,7 +135,7 @@ impl JobObject {
         })
     }
 
-    pub(crate) fn handle(&self) -> HANDLE {
+    pub fn handle(&self) -> HANDLE {
         raw(&self.shared.os.handle)
     }
 

@@ -1,6 +1,7 @@
 //! The Windows backend: Job Objects, spawning into them, one monitor thread.
 
 mod attrs;
+mod desktop;
 mod handle;
 mod isolate;
 mod job;
@@ -9,10 +10,12 @@ mod pipe;
 mod poller;
 mod query;
 mod run;
+mod security;
 mod spawn;
 
 pub use crate::engine::Killer;
 pub use crate::outcome::Accounting;
+pub use desktop::{worker_desktop, WorkerDesktop};
 pub use job::{supervisor_job, JobObject, SupervisorJob};
 pub use pipe::child_pipe;
 pub use poller::Poller;
@@ -21,6 +24,7 @@ pub use poller::Poller;
 pub type PipeHandle = std::os::windows::io::OwnedHandle;
 pub use query::{process_alive, KILL_EXIT_CODE};
 pub use run::{Child, Running, Sandbox};
+pub use security::{dacl_of, user_sid, ObjectKind};
 pub use spawn::Process;
 
 use windows::core::{s, w};

@@ -58,7 +58,11 @@ pub(crate) fn pipe(inbound: bool) -> Result<PipePair> {
     } else {
         PIPE_ACCESS_OUTBOUND
     };
-    // SAFETY: `name` is a live NUL-terminated string; default security (not inheritable).
+    // Explicit: Wine would give a pipe made without one no descriptor at
+    // all, and any process could open it by its name.
+    let private = super::security::supervisor_only()?.attributes(false);
+    // SAFETY: `name` is a live NUL-terminated string; `private` and its
+    // descriptor outlive the call.
     let ours = unsafe {
         CreateNamedPipeW(
             &name,
@@ -68,7 +72,7 @@ pub(crate) fn pipe(inbound: bool) -> Result<PipePair> {
             BUF as u32,
             BUF as u32,
             0,
-            None,
+            Some(&private),
         )
     };
     if ours.is_invalid() {
@@ -105,7 +109,9 @@ pub(crate) fn pipe(inbound: bool) -> Result<PipePair> {
 /// Each is passed to its child by the spawn's explicit handle list only.
 pub fn child_pipe() -> Result<(OwnedHandle, OwnedHandle)> {
     use windows::Win32::System::Pipes::CreatePipe;
-    let sa = inheritable();
+    // An anonymous pipe is a named one with a generated name (Wine's can be
+    // opened by it): the same descriptor as the supervisor's own pipes.
+    let sa = super::security::supervisor_only()?.attributes(true);
     let (mut r, mut w) = (HANDLE::default(), HANDLE::default());
     // SAFETY: `sa` is live for the call; the out-pointers are valid locals.
     unsafe { CreatePipe(&mut r, &mut w, Some(&sa), 64 * 1024) }

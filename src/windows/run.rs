@@ -99,9 +99,7 @@ impl Running {
     pub fn start(cmd: &Command) -> Result<Running> {
         cmd.validate_isolation()?;
         super::isolate::check(&cmd.isolation)?;
-        let (mut job, breakaway) = make_job(&cmd.limits)?;
-        job.not_applied
-            .extend(super::isolate::not_applied(cmd.isolation.level));
+        let (job, breakaway) = make_job(&cmd.limits)?;
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
             Ok(std::fs::File::from(open_file(&path_str(p), true, false)?))
         })?;

@@ -210,6 +210,10 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
             CapabilityCount: 0,
             Reserved: 0,
         });
+    let desktop = match req.contained {
+        Some(_) => Some(super::desktop::worker_desktop()?),
+        None => None,
+    };
     loop {
         let use_job_list = path != SpawnPath::Suspended;
         let mut attrs = AttrList::new(1 + use_job_list as u32 + caps.is_some() as u32)?;
@@ -261,6 +265,10 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         si.StartupInfo.hStdOutput = raw(&stdio.stdout);
         si.StartupInfo.hStdError = raw(&stdio.stderr);
         si.lpAttributeList = attrs.ptr();
+        // Strict: on the supervisor's own desktop, not the user's.
+        if let Some(d) = desktop {
+            si.StartupInfo.lpDesktop = PWSTR(d.wide().as_ptr().cast_mut());
+        }
         let mut flags =
             EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT | DETACHED_PROCESS;
         let suspended = !use_job_list || caps.is_some();

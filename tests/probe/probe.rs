@@ -496,6 +496,21 @@ fn main() {
                 Err(std::io::Error::last_os_error())
             })
         }
+        #[cfg(windows)]
+        "try-find-window" => {
+            use windows::core::PCWSTR;
+            use windows::Win32::UI::WindowsAndMessaging::FindWindowW;
+            let title: Vec<u16> = arg::<String>(&a, 1, "window title")
+                .encode_utf16()
+                .chain(Some(0))
+                .collect();
+            // SAFETY: a NUL-terminated title; no class name.
+            let r = unsafe { FindWindowW(PCWSTR::null(), PCWSTR(title.as_ptr())) };
+            allowed(
+                r.map(|_| ())
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            )
+        }
         "in-job" => println!("{}", in_job()),
         "handle-valid" => println!("{}", handle_valid(arg(&a, 1, "handle value"))),
         _ => {

@@ -1,0 +1,193 @@
+//! Explicit security descriptors for what the supervisor makes.
+//!
+//! Windows gives an object made without a descriptor its creator token's
+//! default DACL; Wine gives it no descriptor at all, so any process opens
+//! it by name. Every object the supervisor makes (its named pipes, its
+//! jobs, its desktop) gets an explicit one instead, built from SDDL
+//! (`crate::isolation`, pure and tested everywhere): the same on both, and
+//! readable back (`dacl_of`) where Wine stores it.
+
+use std::sync::OnceLock;
+
+use windows::core::{PCWSTR, PWSTR};
+use windows::Win32::Foundation::{HANDLE, HLOCAL};
+use windows::Win32::Security::Authorization::{
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SE_OBJECT_TYPE,
+};
+use windows::Win32::Security::{
+    GetTokenInformation, TokenUser, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+    SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+};
+use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+use super::handle::{own, raw, werr};
+use crate::error::{Error, Result};
+
+/// `SDDL_REVISION_1`.
+const SDDL_REVISION: u32 = 1;
+
+/// A self-relative security descriptor, freed on drop.
+pub(crate) struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
+
+// SAFETY: the descriptor is memory owned by this value, only read once made.
+unsafe impl Send for SecurityDescriptor {}
+// SAFETY: as above: the system only reads it.
+unsafe impl Sync for SecurityDescriptor {}
+
+impl SecurityDescriptor {
+    pub fn from_sddl(sddl: &str) -> Result<SecurityDescriptor> {
+        let wide: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
+        let mut sd = PSECURITY_DESCRIPTOR::default();
+        // SAFETY: a NUL-terminated string; `sd` receives a LocalAlloc'd descriptor.
+        unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                PCWSTR(wide.as_ptr()),
+                SDDL_REVISION,
+                &mut sd,
+                None,
+            )
+        }
+        .map_err(|e| {
+            werr(
+                format!("ConvertStringSecurityDescriptorToSecurityDescriptor({sddl})"),
+                e,
+            )
+        })?;
+        Ok(SecurityDescriptor(sd))
+    }
+
+    /// Attributes carrying this descriptor; they borrow it.
+    pub fn attributes(&self, inherit: bool) -> SECURITY_ATTRIBUTES {
+        SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: self.0 .0,
+            bInheritHandle: inherit.into(),
+        }
+    }
+}
+
+impl Drop for SecurityDescriptor {
+    fn drop(&mut self) {
+        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
+        unsafe { local_free(self.0 .0) };
+    }
+}
+
+/// The supervisor's user SID, as a string (its process token's user).
+pub fn user_sid() -> Result<String> {
+    static USER: OnceLock<Result<String>> = OnceLock::new();
+    USER.get_or_init(|| {
+        let mut token = HANDLE::default();
+        // SAFETY: our own process's token, into a local handle.
+        unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) }
+            .map_err(|e| werr("OpenProcessToken", e))?;
+        // SAFETY: a token handle just opened, ours alone.
+        let token = unsafe { own(token) };
+        let mut buf = [0usize; 16]; // TOKEN_USER and the SID after it
+        let mut len = 0u32;
+        // SAFETY: an out-buffer of its size, pointer-aligned.
+        unsafe {
+            GetTokenInformation(
+                raw(&token),
+                TokenUser,
+                Some(buf.as_mut_ptr().cast()),
+                std::mem::size_of_val(&buf) as u32,
+                &mut len,
+            )
+        }
+        .map_err(|e| werr("GetTokenInformation(TokenUser)", e))?;
+        // SAFETY: the buffer now starts with a TOKEN_USER.
+        let user = unsafe { &*(buf.as_ptr() as *const TOKEN_USER) };
+        let mut text = PWSTR::null();
+        // SAFETY: a valid SID (inside `buf`); `text` receives a LocalAlloc'd string.
+        unsafe { ConvertSidToStringSidW(user.User.Sid, &mut text) }
+            .map_err(|e| werr("ConvertSidToStringSid", e))?;
+        // SAFETY: a string ConvertSidToStringSidW just allocated.
+        unsafe { take_string(text) }
+    })
+    .clone()
+}
+
+/// The descriptor of every kernel object the supervisor makes
+/// (`isolation::supervisor_only_sddl`), made once.
+pub(crate) fn supervisor_only() -> Result<&'static SecurityDescriptor> {
+    static SD: OnceLock<Result<SecurityDescriptor>> = OnceLock::new();
+    SD.get_or_init(|| {
+        SecurityDescriptor::from_sddl(&crate::isolation::supervisor_only_sddl(&user_sid()?))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// What kind of object `dacl_of` reads.
+#[derive(Clone, Copy, Debug)]
+pub enum ObjectKind {
+    /// A process, job, pipe, event ...
+    Kernel,
+    /// A desktop or window station.
+    Window,
+}
+
+/// The DACL of the object `handle` refers to, in SDDL, as the system
+/// stored it (it may have mapped generic rights).
+pub fn dacl_of(handle: HANDLE, kind: ObjectKind) -> Result<String> {
+    let kind = match kind {
+        ObjectKind::Kernel => SE_OBJECT_TYPE(6), // SE_KERNEL_OBJECT
+        ObjectKind::Window => SE_OBJECT_TYPE(7), // SE_WINDOW_OBJECT
+    };
+    let mut sd = PSECURITY_DESCRIPTOR::default();
+    // SAFETY: a handle the caller holds; `sd` receives a LocalAlloc'd descriptor.
+    let r = unsafe {
+        GetSecurityInfo(
+            handle,
+            kind,
+            DACL_SECURITY_INFORMATION,
+            None,
+            None,
+            None,
+            None,
+            Some(&mut sd),
+        )
+    };
+    if r.0 != 0 {
+        return Err(Error::os("GetSecurityInfo", r.0 as i32));
+    }
+    let mut text = PWSTR::null();
+    // SAFETY: the descriptor just read; `text` receives a LocalAlloc'd string.
+    let made = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            sd,
+            SDDL_REVISION,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            None,
+        )
+    };
+    // SAFETY: allocated by GetSecurityInfo, no longer used.
+    unsafe { local_free(sd.0) };
+    made.map_err(|e| werr("ConvertSecurityDescriptorToStringSecurityDescriptor", e))?;
+    // SAFETY: a string the conversion just allocated.
+    unsafe { take_string(text) }
+}
+
+/// Frees what the system allocated with LocalAlloc.
+///
+/// # Safety
+/// `p` is null or LocalAlloc'd memory no longer used.
+pub(crate) unsafe fn local_free(p: *mut std::ffi::c_void) {
+    // SAFETY: as the caller promises.
+    unsafe { windows::Win32::Foundation::LocalFree(Some(HLOCAL(p))) };
+}
+
+/// The string `text`, freed.
+///
+/// # Safety
+/// `text` is a NUL-terminated string the system allocated with LocalAlloc.
+unsafe fn take_string(text: PWSTR) -> Result<String> {
+    // SAFETY: NUL-terminated, as the caller promises.
+    let s = unsafe { text.to_string() };
+    // SAFETY: LocalAlloc'd, as the caller promises; not used after.
+    unsafe { local_free(text.0.cast()) };
+    s.map_err(|_| Error::invalid("string", "a string the system made is not UTF-16"))
+}

@@ -1,0 +1,187 @@
+//! What the supervisor makes carries an explicit security descriptor, and
+//! the desktop strict programs run on keeps them from the windows of the
+//! user's: Wine enforces both (object descriptors, window separation between
+//! desktops), so this runs under Wine for real.
+#![cfg(windows)]
+
+mod common;
+
+use std::io::Read;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+
+use windows::core::{PCWSTR, PWSTR};
+use windows::Win32::Foundation::HANDLE;
+use windows::Win32::System::Threading::*;
+use windows::Win32::UI::WindowsAndMessaging::*;
+
+use common::*;
+use winsandbox::isolation::dacl_trustees;
+use winsandbox::win::{dacl_of, user_sid, worker_desktop, JobObject, ObjectKind};
+use winsandbox::{jobplan, Limits, Verdict};
+
+fn raw(h: &impl AsRawHandle) -> HANDLE {
+    HANDLE(h.as_raw_handle())
+}
+
+/// The trustees of the DACL `h` has, read back; it must be protected and
+/// allow only.
+fn trustees(h: HANDLE, kind: ObjectKind) -> Vec<String> {
+    let sddl = dacl_of(h, kind).unwrap();
+    let (protected, sids) = dacl_trustees(&sddl).unwrap_or_else(|| panic!("{sddl}"));
+    assert!(protected, "inherits: {sddl}");
+    sids
+}
+
+#[test]
+fn the_supervisors_pipes_and_jobs_allow_system_and_its_user_alone() {
+    let user = user_sid().unwrap();
+    assert!(user.starts_with("S-1-5-"), "{user}");
+    let (r, w) = winsandbox::win::child_pipe().unwrap();
+    for end in [&r, &w] {
+        assert_eq!(
+            trustees(raw(end), ObjectKind::Kernel),
+            ["SY", user.as_str()]
+        );
+    }
+    // What a pipe made without a descriptor gets, for contrast: Wine's has
+    // none, Windows' the token's default (not protected, more trustees).
+    let (mut r0, mut w0) = (HANDLE::default(), HANDLE::default());
+    // SAFETY: out-pointers to locals; both handles are closed below.
+    unsafe { windows::Win32::System::Pipes::CreatePipe(&mut r0, &mut w0, None, 0) }.unwrap();
+    let default = dacl_of(r0, ObjectKind::Kernel).unwrap();
+    // SAFETY: the two handles just made.
+    unsafe {
+        let _ = windows::Win32::Foundation::CloseHandle(r0);
+        let _ = windows::Win32::Foundation::CloseHandle(w0);
+    }
+    assert_ne!(
+        dacl_trustees(&default),
+        Some((true, vec!["SY".to_string(), user.clone()])),
+        "{default}"
+    );
+    let limits = Limits::default();
+    for name in [
+        None,
+        Some(format!("winsandbox-test-{}", std::process::id())),
+    ] {
+        let job = JobObject::create(name.as_deref(), &jobplan::plan(&limits), &limits).unwrap();
+        assert_eq!(
+            trustees(job.handle(), ObjectKind::Kernel),
+            ["SY", user.as_str()],
+            "job {name:?}"
+        );
+    }
+}
+
+/// Starts the probe with `args` on `desktop` (None: the supervisor's) as a
+/// strict launch places it (`lpDesktop`), and returns what it printed.
+fn on_desktop(desktop: Option<&str>, args: &str) -> String {
+    let (r, w) = winsandbox::win::child_pipe().unwrap();
+    let mut cmd: Vec<u16> = format!("\"{}\" {args}", probe())
+        .encode_utf16()
+        .chain(Some(0))
+        .collect();
+    let mut name: Option<Vec<u16>> = desktop.map(|d| d.encode_utf16().chain(Some(0)).collect());
+    let mut si = STARTUPINFOW {
+        cb: std::mem::size_of::<STARTUPINFOW>() as u32,
+        dwFlags: STARTF_USESTDHANDLES,
+        hStdOutput: raw(&w),
+        hStdError: raw(&w),
+        ..Default::default()
+    };
+    if let Some(n) = name.as_mut() {
+        si.lpDesktop = PWSTR(n.as_mut_ptr());
+    }
+    let mut pi = PROCESS_INFORMATION::default();
+    // SAFETY: every pointer is to a live local; the handles are inheritable.
+    unsafe {
+        CreateProcessW(
+            PCWSTR::null(),
+            Some(PWSTR(cmd.as_mut_ptr())),
+            None,
+            None,
+            true,
+            DETACHED_PROCESS,
+            None,
+            PCWSTR::null(),
+            &si,
+            &mut pi,
+        )
+    }
+    .unwrap();
+    // SAFETY: CreateProcessW returned two new handles, ours to close.
+    let (process, _thread) = unsafe {
+        (
+            OwnedHandle::from_raw_handle(pi.hProcess.0),
+            OwnedHandle::from_raw_handle(pi.hThread.0),
+        )
+    };
+    drop(w);
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    // SAFETY: a process handle we hold.
+    unsafe { WaitForSingleObject(raw(&process), 10_000) };
+    out.trim().to_string()
+}
+
+#[test]
+fn a_program_on_the_worker_desktop_finds_no_window_of_the_supervisors() {
+    let title = format!("winsandbox-test-window-{}", std::process::id());
+    let wide: Vec<u16> = title.encode_utf16().chain(Some(0)).collect();
+    // SAFETY: a top-level window of a system class, titled by a live string.
+    let window = unsafe {
+        CreateWindowExW(
+            WINDOW_EX_STYLE(0),
+            windows::core::w!("STATIC"),
+            PCWSTR(wide.as_ptr()),
+            WINDOW_STYLE(0),
+            0,
+            0,
+            10,
+            10,
+            None,
+            None,
+            None,
+            None,
+        )
+    }
+    .expect("a window (under Wine: the prefix needs Graphics=null, scripts/winenv.sh)");
+    let find = format!("try-find-window {title}");
+    // On the supervisor's desktop it is found: through the sandbox (no
+    // job UI limit, which on Windows would hide it too) and started bare.
+    let limits = Limits {
+        ui_restrictions: false,
+        ..Limits::default()
+    };
+    let o = winsandbox::run(&with_limits(&["try-find-window", &title], limits)).unwrap();
+    assert_eq!(o.verdict(), Verdict::Ok);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "allowed");
+    assert_eq!(on_desktop(None, &find), "allowed");
+    // On the worker desktop it is not.
+    let desktop = worker_desktop().unwrap();
+    let name = desktop.name();
+    assert!(
+        name.ends_with(&format!("\\winsandbox-{}", std::process::id())),
+        "{name}"
+    );
+    let there = on_desktop(Some(&name), &find);
+    assert!(there.starts_with("denied"), "{name}: {there}");
+    // SAFETY: the window made above.
+    unsafe { DestroyWindow(window) }.unwrap();
+}
+
+#[test]
+fn the_worker_desktops_descriptor_reads_back() {
+    // Wine keeps desktops apart but stores no descriptor for them (it reads
+    // back empty).
+    if skip_under_wine("descriptors on desktops") {
+        return;
+    }
+    // SYSTEM, the user, and every AppContainer (with the rights to use it,
+    // not to hook or switch it).
+    let user = user_sid().unwrap();
+    assert_eq!(
+        trustees(worker_desktop().unwrap().handle(), ObjectKind::Window),
+        ["SY", user.as_str(), "AC"]
+    );
+}
