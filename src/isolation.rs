@@ -57,6 +57,17 @@ pub fn supervisor_only_sddl(user: &str) -> String {
     format!("D:P(A;;GA;;;{SYSTEM})(A;;GA;;;{user})")
 }
 
+/// File rights to read, write, execute and delete (what "Modify" grants).
+pub const FILE_MODIFY: u32 = 0x0013_01BF;
+
+/// The descriptor a strict run's fresh working directory is made with, so
+/// it has its final ACL from its creation (nothing is granted afterwards):
+/// protected, full control for SYSTEM and the supervisor's user, modify for
+/// the run's AppContainer (`run_sid`), each inherited by all inside.
+pub fn fresh_workdir_sddl(user: &str, run_sid: &str) -> String {
+    format!("D:P(A;OICI;FA;;;{SYSTEM})(A;OICI;FA;;;{user})(A;OICI;0x{FILE_MODIFY:x};;;{run_sid})")
+}
+
 /// Desktop rights a program needs to run its windows there: read and write
 /// objects, create windows and menus, enumerate, read the descriptor (no
 /// hooks, no journal, no switching the desktop shown).
@@ -139,6 +150,13 @@ mod tests {
             "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;0x200c7;;;AC)S:(ML;;NW;;;LW)"
         );
         assert_eq!(worker_desktop_name(42), "winsandbox-42");
+        let run = appcontainer_sid(&appcontainer_name(42, 0));
+        assert_eq!(
+            fresh_workdir_sddl(user, &run),
+            format!(
+                "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;S-1-5-21-1-2-3-1000)(A;OICI;0x1301bf;;;{run})"
+            )
+        );
         // No hook, journal or switch right for the programs.
         assert_eq!(DESKTOP_USE & (0x0008 | 0x0010 | 0x0020 | 0x0100), 0);
     }

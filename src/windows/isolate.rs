@@ -41,6 +41,7 @@ use super::attrs::AttrList;
 use super::handle::{own as own_handle, win32_code};
 use crate::command::{Isolation, Level};
 use crate::error::{Error, Result};
+use crate::isolation::FILE_MODIFY;
 
 /// `PROC_THREAD_ATTRIBUTE_SECURITY_CAPABILITIES`.
 pub(crate) const ATTR_SECURITY_CAPABILITIES: u32 = 0x0002_0009;
@@ -236,12 +237,29 @@ pub(crate) fn contain(
         grants: Vec::new(),
         workdir: None,
     };
+    let mut tree: Vec<(PathBuf, u32)> = Vec::new();
     c.cwd = match &cmd.cwd {
-        Some(d) => d.clone(),
+        Some(d) => {
+            tree.push((d.clone(), FILE_MODIFY));
+            d.clone()
+        }
         None => {
             let d =
                 std::env::temp_dir().join(format!("winsandbox-work-{}-{run}", std::process::id()));
-            std::fs::create_dir(&d).map_err(|e| Error::from_io(format!("creating {d:?}"), e))?;
+            // Made with its final ACL: nothing granted afterwards.
+            let sd = super::security::SecurityDescriptor::from_sddl(
+                &crate::isolation::fresh_workdir_sddl(&super::security::user_sid()?, &sid_text),
+            )?;
+            let sa = sd.attributes(false);
+            let wide: Vec<u16> = d.as_os_str().encode_wide().chain(Some(0)).collect();
+            // SAFETY: a NUL-terminated path; `sa` and its descriptor outlive the call.
+            unsafe {
+                windows::Win32::Storage::FileSystem::CreateDirectoryW(
+                    PCWSTR(wide.as_ptr()),
+                    Some(&sa),
+                )
+            }
+            .map_err(|e| Error::os(format!("creating {d:?}"), win32_code(&e)))?;
             c.workdir = Some(d.clone());
             d
         }
@@ -261,7 +279,6 @@ pub(crate) fn contain(
             false,
         )?);
     }
-    let mut tree: Vec<(PathBuf, u32)> = vec![(c.cwd.clone(), FILE_MODIFY)];
     tree.extend(
         cmd.isolation
             .readable
@@ -315,7 +332,6 @@ unsafe impl Sync for Grant {}
 
 const GENERIC_READ: u32 = 0x8000_0000;
 const GENERIC_EXECUTE: u32 = 0x2000_0000;
-const FILE_MODIFY: u32 = 0x0013_01BF; // read, write, execute, delete
 /// List and traverse a folder, read its attributes (FILE_LIST_DIRECTORY |
 /// FILE_TRAVERSE | FILE_READ_ATTRIBUTES | SYNCHRONIZE).
 const FOLDER_TRAVERSE: u32 = 0x0010_00A1;
