@@ -60,6 +60,113 @@ pub fn supervisor_only_sddl(user: &str) -> String {
 /// File rights to read, write, execute and delete (what "Modify" grants).
 pub const FILE_MODIFY: u32 = 0x0013_01BF;
 
+/// File rights to read and execute (`GENERIC_READ | GENERIC_EXECUTE`).
+pub const FILE_READ_EXECUTE: u32 = 0x8000_0000 | 0x2000_0000;
+/// List and traverse a folder, read its attributes (FILE_LIST_DIRECTORY |
+/// FILE_TRAVERSE | FILE_READ_ATTRIBUTES | SYNCHRONIZE).
+pub const FOLDER_TRAVERSE: u32 = 0x0010_00A1;
+
+/// One ACL entry a strict run on Windows adds for its AppContainer's SID
+/// (and takes back when it ends). `tree`: inherited by what is inside a
+/// folder (the system then walks it); else on that file or folder alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WinGrant {
+    pub path: String,
+    pub access: u32,
+    pub tree: bool,
+}
+
+/// A Windows path's components, lower-cased (Windows compares paths
+/// without case), `\` and `/` alike: `C:\Users\x` is `["c:", "users", "x"]`.
+fn win_components(p: &str) -> Vec<String> {
+    p.split(['\\', '/'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether `p` is `root` or inside it.
+fn win_under(p: &[String], root: &[String]) -> bool {
+    !root.is_empty() && p.starts_with(root)
+}
+
+/// What a strict run on Windows grants its AppContainer, or the argument
+/// that may not be granted (its name, why), before anything is changed.
+/// `system`: the system's folders (the Windows folder, the Program Files),
+/// which every AppContainer reads already and nobody but their owner may
+/// change: nothing is granted there, and nothing may be written there.
+/// `cwd`: None when the run gets a fresh one (made with its ACL). Each
+/// grant is one folder's tree or one file: never a drive, nor a folder
+/// that holds the system's (its walk would change the ACL of every file of
+/// the system).
+pub fn windows_grants(
+    program: Option<&str>,
+    cwd: Option<&str>,
+    readable: &[&str],
+    writable: &[&str],
+    system: &[&str],
+) -> Result<Vec<WinGrant>, (&'static str, String)> {
+    let system: Vec<Vec<String>> = system.iter().map(|s| win_components(s)).collect();
+    let in_system = |c: &[String]| system.iter().any(|s| win_under(c, s));
+    let holds_system = |c: &[String]| system.iter().any(|s| win_under(s, c));
+    let grant = |field: &'static str, p: &str, access: u32, write: bool| {
+        let c = win_components(p);
+        if c.len() <= 1 || holds_system(&c) {
+            return Err((
+                field,
+                format!("{p:?}: a drive, or a folder holding the system's, is never granted: grant the folders inside it the program needs"),
+            ));
+        }
+        if in_system(&c) {
+            return if write {
+                Err((
+                    field,
+                    format!("{p:?}: an isolated program may not write the system's files"),
+                ))
+            } else {
+                Ok(None) // every AppContainer reads it already
+            };
+        }
+        Ok(Some(WinGrant {
+            path: p.to_string(),
+            access,
+            tree: true,
+        }))
+    };
+    let mut grants = Vec::new();
+    if let Some(d) = cwd {
+        grants.extend(grant("cwd", d, FILE_MODIFY, true)?);
+    }
+    for p in readable {
+        grants.extend(grant("readable", p, FILE_READ_EXECUTE, false)?);
+    }
+    for p in writable {
+        grants.extend(grant("writable", p, FILE_MODIFY, true)?);
+    }
+    // The program and its folder: that file and that folder alone (no walk
+    // of a large folder's tree); what else it needs beside it is for
+    // `readable`.
+    if let Some(prog) = program {
+        let c = win_components(prog);
+        if c.len() > 1 && !in_system(&c[..c.len() - 1]) {
+            let folder = &prog[..prog.rfind(['\\', '/']).unwrap_or(0)];
+            if !folder.is_empty() {
+                grants.push(WinGrant {
+                    path: folder.to_string(),
+                    access: FOLDER_TRAVERSE,
+                    tree: false,
+                });
+            }
+            grants.push(WinGrant {
+                path: prog.to_string(),
+                access: FILE_READ_EXECUTE,
+                tree: false,
+            });
+        }
+    }
+    Ok(grants)
+}
+
 /// The descriptor a strict run's fresh working directory is made with, so
 /// it has its final ACL from its creation (nothing is granted afterwards):
 /// protected, full control for SYSTEM and the supervisor's user, modify for
@@ -179,5 +286,70 @@ mod tests {
         );
         assert_eq!(dacl_trustees("D:P(D;;GA;;;WD)(A;;GA;;;SY)"), None);
         assert_eq!(dacl_trustees("O:SY"), None);
+    }
+
+    #[test]
+    fn windows_grants_are_planned_before_anything_changes() {
+        let system = [
+            r"C:\Windows",
+            r"C:\Program Files",
+            r"C:\Program Files (x86)",
+        ];
+        let g = |path: &str, access, tree| WinGrant {
+            path: path.into(),
+            access,
+            tree,
+        };
+        // A solution in a user folder, its cwd, an input folder to read.
+        assert_eq!(
+            windows_grants(
+                Some(r"C:\judge\sub\a.exe"),
+                Some(r"C:\judge\run1"),
+                &[r"C:\judge\tests"],
+                &[r"D:\out"],
+                &system
+            ),
+            Ok(vec![
+                g(r"C:\judge\run1", FILE_MODIFY, true),
+                g(r"C:\judge\tests", FILE_READ_EXECUTE, true),
+                g(r"D:\out", FILE_MODIFY, true),
+                g(r"C:\judge\sub", FOLDER_TRAVERSE, false),
+                g(r"C:\judge\sub\a.exe", FILE_READ_EXECUTE, false),
+            ])
+        );
+        // A fresh cwd and a system program: nothing to grant; the system's
+        // files are read already (any case, either separator).
+        assert_eq!(
+            windows_grants(
+                Some(r"C:\Windows\System32\cmd.exe"),
+                None,
+                &[
+                    "c:/windows/system32/drivers",
+                    r"C:\PROGRAM FILES\Python\lib"
+                ],
+                &[],
+                &system
+            ),
+            Ok(vec![])
+        );
+        // A folder whose name only starts like a system folder's is not one.
+        assert_eq!(
+            windows_grants(None, None, &[r"C:\WindowsData\in"], &[], &system),
+            Ok(vec![g(r"C:\WindowsData\in", FILE_READ_EXECUTE, true)])
+        );
+        // Refused, naming the argument: writing the system's files, a drive,
+        // a folder holding the system's.
+        let refused = |cwd: Option<&str>, r: &[&str], w: &[&str]| {
+            windows_grants(None, cwd, r, w, &system).unwrap_err().0
+        };
+        assert_eq!(refused(None, &[], &[r"C:\Windows\Temp"]), "writable");
+        assert_eq!(refused(Some(r"C:\Program Files\x"), &[], &[]), "cwd");
+        assert_eq!(refused(None, &[r"C:\"], &[]), "readable");
+        assert_eq!(refused(None, &["D:"], &[]), "readable");
+        assert_eq!(refused(Some(r"C:\"), &[], &[]), "cwd");
+        let e = windows_grants(None, None, &[], &[r"C:\"], &system)
+            .unwrap_err()
+            .1;
+        assert!(e.contains("never granted"), "{e}");
     }
 }

@@ -230,6 +230,57 @@ fn bad_grants_are_refused_before_anything_starts() {
     );
 }
 
+/// Windows: a grant that would change the system's files' ACLs (or walk a
+/// whole drive) is refused naming its argument, before anything starts or
+/// is changed; under Wine too, where the levels themselves are refused
+/// after this check.
+#[cfg(windows)]
+#[test]
+fn grants_of_the_systems_files_or_a_drive_are_refused_on_windows() {
+    let windir = PathBuf::from(std::env::var("SystemRoot").unwrap());
+    let dir = scratch("system-grants");
+    let marker = dir.join("started");
+    let write = ["try-write", marker.to_str().unwrap()];
+    for level in [Level::Strict, Level::Restricted] {
+        type Set = fn(&mut Command, &Path);
+        let cases: [(&str, Set); 3] = [
+            ("writable", |c, w| {
+                c.isolation.writable = vec![w.join("Temp")]
+            }),
+            ("readable", |c, w| {
+                c.isolation.readable = vec![w.ancestors().last().unwrap().to_path_buf()]
+            }),
+            ("cwd", |c, w| c.cwd = Some(w.to_path_buf())),
+        ];
+        for (field, set) in cases {
+            let mut c = isolated(level, &write);
+            set(&mut c, &windir);
+            match winsandbox::run(&c) {
+                Err(Error::Invalid { field: f, message }) => {
+                    assert_eq!(f, field, "{level:?}: {message}")
+                }
+                other => panic!("{level:?} {field}: {other:?}"),
+            }
+            assert!(!marker.exists(), "{level:?} {field}: the program ran");
+        }
+    }
+    // Into a Sandbox: refused when it is isolated.
+    let mut iso = winsandbox::command::Isolation {
+        level: Level::Strict,
+        ..Default::default()
+    };
+    iso.writable = vec![windir.join("Temp")];
+    let mut sb = winsandbox::win::Sandbox::new(&winsandbox::Limits::default()).unwrap();
+    assert!(matches!(
+        sb.isolate(iso),
+        Err(Error::Invalid {
+            field: "writable",
+            ..
+        })
+    ));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Real Windows: strict runs in an AppContainer of its own (the
 /// windows-latest CI job); under Wine, a counted skip (see
 /// `levels_refuse_under_wine`).

@@ -41,7 +41,6 @@ use super::attrs::AttrList;
 use super::handle::{own as own_handle, win32_code};
 use crate::command::{Isolation, Level};
 use crate::error::{Error, Result};
-use crate::isolation::FILE_MODIFY;
 
 /// `PROC_THREAD_ATTRIBUTE_SECURITY_CAPABILITIES`.
 pub(crate) const ATTR_SECURITY_CAPABILITIES: u32 = 0x0002_0009;
@@ -237,12 +236,9 @@ pub(crate) fn contain(
         grants: Vec::new(),
         workdir: None,
     };
-    let mut tree: Vec<(PathBuf, u32)> = Vec::new();
+    let plan = plan_grants(&cmd.isolation, cmd.cwd.as_deref(), program)?;
     c.cwd = match &cmd.cwd {
-        Some(d) => {
-            tree.push((d.clone(), FILE_MODIFY));
-            d.clone()
-        }
+        Some(d) => d.clone(),
         None => {
             let d =
                 std::env::temp_dir().join(format!("winsandbox-work-{}-{run}", std::process::id()));
@@ -264,55 +260,63 @@ pub(crate) fn contain(
             d
         }
     };
-    // The program and its folder: that file and that folder alone (no walk
-    // of a large folder's tree, as an inherited grant would make); what
-    // else it needs beside it is for `readable`.
-    if let Some(prog) = program.filter(|p| !p.parent().is_some_and(system_folder)) {
-        if let Some(dir) = prog.parent() {
-            c.grants
-                .push(Grant::new(dir, &c.sid, FOLDER_TRAVERSE, false)?);
-        }
-        c.grants.push(Grant::new(
-            prog,
-            &c.sid,
-            GENERIC_READ | GENERIC_EXECUTE,
-            false,
-        )?);
-    }
-    tree.extend(
-        cmd.isolation
-            .readable
-            .iter()
-            .map(|p| (p.clone(), GENERIC_READ | GENERIC_EXECUTE)),
-    );
-    tree.extend(
-        cmd.isolation
-            .writable
-            .iter()
-            .map(|p| (p.clone(), FILE_MODIFY)),
-    );
-    for (path, access) in tree {
-        c.grants.push(Grant::new(&path, &c.sid, access, true)?);
+    for g in plan {
+        c.grants
+            .push(Grant::new(Path::new(&g.path), &c.sid, g.access, g.tree)?);
     }
     Ok(Some(c))
 }
 
-/// Under the Windows folder or a Program Files: every AppContainer reads
-/// those already (ALL APPLICATION PACKAGES), and nobody but their owner may
-/// change their ACLs.
-fn system_folder(p: &Path) -> bool {
-    [
+/// Grants that may not be made (the system's folders, a drive) are errors
+/// naming the argument, before anything starts or is changed.
+pub(crate) fn refuse_bad_grants(iso: &crate::command::Isolation, cwd: Option<&Path>) -> Result<()> {
+    if iso.level == Level::None {
+        return Ok(());
+    }
+    plan_grants(iso, cwd, None).map(drop)
+}
+
+/// What a strict run grants its AppContainer (`isolation::windows_grants`).
+fn plan_grants(
+    iso: &crate::command::Isolation,
+    cwd: Option<&Path>,
+    program: Option<&Path>,
+) -> Result<Vec<crate::isolation::WinGrant>> {
+    let text = |field: &'static str, p: &Path| -> Result<String> {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::invalid(field, format!("{p:?}: not valid Unicode")))
+    };
+    let all = |field, ps: &[PathBuf]| {
+        ps.iter()
+            .map(|p| text(field, p))
+            .collect::<Result<Vec<_>>>()
+    };
+    let readable = all("readable", &iso.readable)?;
+    let writable = all("writable", &iso.writable)?;
+    let cwd = cwd.map(|d| text("cwd", d)).transpose()?;
+    let program = program.and_then(|p| p.to_str());
+    let system: Vec<String> = [
         "SystemRoot",
         "ProgramFiles",
         "ProgramFiles(x86)",
         "ProgramW6432",
     ]
     .iter()
-    .filter_map(std::env::var_os)
-    .any(|root| {
-        let lower = |x: &Path| x.to_string_lossy().to_lowercase();
-        lower(p).starts_with(&lower(Path::new(&root)))
-    })
+    .filter_map(|v| std::env::var(v).ok())
+    .collect();
+    crate::isolation::windows_grants(
+        program,
+        cwd.as_deref(),
+        &refs(&readable),
+        &refs(&writable),
+        &refs(&system),
+    )
+    .map_err(|(field, why)| Error::invalid(field, why))
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// One ACE for a run's SID on a path, removed on drop (every ACE of that
@@ -329,12 +333,6 @@ struct Grant {
 unsafe impl Send for Grant {}
 // SAFETY: as above.
 unsafe impl Sync for Grant {}
-
-const GENERIC_READ: u32 = 0x8000_0000;
-const GENERIC_EXECUTE: u32 = 0x2000_0000;
-/// List and traverse a folder, read its attributes (FILE_LIST_DIRECTORY |
-/// FILE_TRAVERSE | FILE_READ_ATTRIBUTES | SYNCHRONIZE).
-const FOLDER_TRAVERSE: u32 = 0x0010_00A1;
 
 impl Grant {
     fn new(path: &Path, sid: &Sid, access: u32, tree: bool) -> Result<Grant> {

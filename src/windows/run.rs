@@ -98,6 +98,7 @@ impl Running {
     /// Creates the job, the pipes, and starts the program in the job.
     pub fn start(cmd: &Command) -> Result<Running> {
         cmd.validate_isolation()?;
+        super::isolate::refuse_bad_grants(&cmd.isolation, cmd.cwd.as_deref())?;
         super::isolate::check(&cmd.isolation)?;
         let (job, breakaway) = make_job(&cmd.limits)?;
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
@@ -506,6 +507,7 @@ impl Sandbox {
     /// this version: see `isolate`).
     pub fn isolate(&mut self, iso: crate::command::Isolation) -> Result<()> {
         iso.validate()?;
+        super::isolate::refuse_bad_grants(&iso, None)?;
         super::isolate::check(&iso)?;
         self.isolation = iso;
         Ok(())
@@ -515,6 +517,7 @@ impl Sandbox {
     /// (`Output::Capture` is for `run`: here it means discard).
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
         let cmd = &cmd.isolated_by(&self.isolation)?;
+        super::isolate::refuse_bad_grants(&cmd.isolation, cmd.cwd.as_deref())?;
         super::isolate::check(&cmd.isolation)?;
         let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
         let contained = super::isolate::contain(cmd, program.as_deref())?;

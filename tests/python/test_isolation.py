@@ -159,6 +159,20 @@ def test_bad_isolation_arguments_are_named(kwargs: dict[str, object], error: typ
         winsandbox.run([PY, "-c", "pass"], **kwargs)  # type: ignore[call-overload]
 
 
+def test_grants_of_the_systems_files_are_refused_naming_the_argument(tmp_path: Path) -> None:
+    """Before anything starts or any permission changes, on every backend
+    (under Wine too, ahead of refusing the level itself)."""
+    system = Path(os.environ["SystemRoot"]) if sys.platform == "win32" else Path("/usr")
+    marker = tmp_path / "started"
+    program = [PY, "-c", f"open({str(marker)!r},'w')"]
+    for level in ("strict", "restricted"):
+        with pytest.raises(ValueError, match="writable"):
+            winsandbox.run(program, isolation=level, writable=[system / "lib" if LINUX else system / "Temp"])
+        with pytest.raises(ValueError, match="cwd"):
+            winsandbox.run(program, isolation=level, cwd=system)
+    assert not marker.exists()
+
+
 def test_the_cli_names_the_level(tmp_path: Path) -> None:
     if REAL_WINDOWS:
         pytest.skip("real Windows: tests/isolation.rs covers strict")
