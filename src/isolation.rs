@@ -175,6 +175,23 @@ pub fn fresh_workdir_sddl(user: &str, run_sid: &str) -> String {
     format!("D:P(A;OICI;FA;;;{SYSTEM})(A;OICI;FA;;;{user})(A;OICI;0x{FILE_MODIFY:x};;;{run_sid})")
 }
 
+/// What a strict program may do to its own process and thread objects
+/// through a handle it opens (runtimes do): query them and wait on them
+/// (`PROCESS_QUERY_LIMITED_INFORMATION | SYNCHRONIZE`), nothing more.
+pub const SELF_QUERY: u32 = 0x0010_1000;
+
+/// The descriptor of a program's process and primary thread objects: as
+/// `supervisor_only_sddl`, and for a strict run (`run_sid`) `SELF_QUERY`
+/// for its own AppContainer. No other run's SID is there: another run
+/// cannot open them.
+pub fn child_objects_sddl(user: &str, run_sid: Option<&str>) -> String {
+    let mut s = supervisor_only_sddl(user);
+    if let Some(run) = run_sid {
+        s.push_str(&format!("(A;;0x{SELF_QUERY:x};;;{run})"));
+    }
+    s
+}
+
 /// Desktop rights a program needs to run its windows there: read and write
 /// objects, create windows and menus, enumerate, read the descriptor (no
 /// hooks, no journal, no switching the desktop shown).
@@ -257,6 +274,11 @@ mod tests {
             "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;0x200c7;;;AC)S:(ML;;NW;;;LW)"
         );
         assert_eq!(worker_desktop_name(42), "winsandbox-42");
+        assert_eq!(child_objects_sddl(user, None), supervisor_only_sddl(user));
+        assert_eq!(
+            child_objects_sddl(user, Some("S-1-15-2-9")),
+            "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;0x101000;;;S-1-15-2-9)"
+        );
         let run = appcontainer_sid(&appcontainer_name(42, 0));
         assert_eq!(
             fresh_workdir_sddl(user, &run),

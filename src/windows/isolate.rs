@@ -188,6 +188,8 @@ fn restricted_token_kept() -> Result<()> {
 /// granted to it (taken back on drop, before a fresh directory is removed).
 pub(crate) struct Contained {
     pub sid: Sid,
+    /// The same SID as a string.
+    pub sid_text: String,
     pub cwd: PathBuf,
     grants: Vec<Grant>,
     workdir: Option<PathBuf>,
@@ -232,6 +234,7 @@ pub(crate) fn contain(
     let sid = Sid::parse(&sid_text)?;
     let mut c = Contained {
         sid,
+        sid_text: sid_text.clone(),
         cwd: PathBuf::new(),
         grants: Vec::new(),
         workdir: None,

@@ -210,6 +210,22 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
             CapabilityCount: 0,
             Reserved: 0,
         });
+    // The process and thread objects get an explicit descriptor too (Wine
+    // would give them none it checks).
+    let run_sd;
+    let objects = match req.contained {
+        Some(c) => {
+            run_sd = super::security::SecurityDescriptor::from_sddl(
+                &crate::isolation::child_objects_sddl(
+                    &super::security::user_sid()?,
+                    Some(&c.sid_text),
+                ),
+            )?;
+            &run_sd
+        }
+        None => super::security::supervisor_only()?,
+    };
+    let (process_sa, thread_sa) = (objects.attributes(false), objects.attributes(false));
     let desktop = match req.contained {
         Some(_) => Some(super::desktop::worker_desktop()?),
         None => None,
@@ -280,13 +296,14 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         }
         let mut pi = PROCESS_INFORMATION::default();
         // SAFETY: every pointer is to a live local: `app`, `cmd` (mutable, as
-        // CreateProcessW requires), `env`, `cwd`, `si` with its attribute list.
+        // CreateProcessW requires), the two attributes and their descriptor,
+        // `env`, `cwd`, `si` with its attribute list.
         let r = unsafe {
             CreateProcessW(
                 app.as_ref().map_or(PCWSTR::null(), |a| PCWSTR(a.as_ptr())),
                 Some(PWSTR(cmd.as_mut_ptr())),
-                None,
-                None,
+                Some(&process_sa),
+                Some(&thread_sa),
                 true,
                 flags,
                 env.as_ref().map(|e| e.as_ptr() as *const _),
