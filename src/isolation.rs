@@ -78,11 +78,33 @@ pub struct WinGrant {
 
 /// A Windows path's components, lower-cased (Windows compares paths
 /// without case), `\` and `/` alike: `C:\Users\x` is `["c:", "users", "x"]`.
+/// Its root is one component: the drive, or a share (`\\server\share`);
+/// a `\\?\` prefix is dropped (`\\?\UNC\server\share` is a share).
 fn win_components(p: &str) -> Vec<String> {
-    p.split(['\\', '/'])
+    let lower = p.replace('/', "\\").to_lowercase();
+    let (unc, rest) = match lower
+        .strip_prefix(r"\\?\")
+        .or_else(|| lower.strip_prefix(r"\\.\"))
+    {
+        Some(r) => match r.strip_prefix(r"unc\") {
+            Some(share) => (true, share),
+            None => (false, r),
+        },
+        None => match lower.strip_prefix(r"\\") {
+            Some(share) => (true, share),
+            None => (false, lower.as_str()),
+        },
+    };
+    let mut c: Vec<String> = rest
+        .split('\\')
         .filter(|c| !c.is_empty() && *c != ".")
-        .map(str::to_lowercase)
-        .collect()
+        .map(str::to_string)
+        .collect();
+    if unc && c.len() >= 2 {
+        let share = c.remove(1);
+        c[0] = format!(r"\\{}\{share}", c[0]);
+    }
+    c
 }
 
 /// Whether `p` is `root` or inside it.
@@ -95,7 +117,8 @@ fn win_under(p: &[String], root: &[String]) -> bool {
 /// `system`: the system's folders (the Windows folder, the Program Files),
 /// which every AppContainer reads already and nobody but their owner may
 /// change: nothing is granted there, and nothing may be written there.
-/// `cwd`: None when the run gets a fresh one (made with its ACL). Each
+/// `cwd`: None when the run gets a fresh one (made with its ACL). Every
+/// path is absolute (the caller makes it so). Each
 /// grant is one folder's tree or one file: never a drive, nor a folder
 /// that holds the system's (its walk would change the ACL of every file of
 /// the system).
@@ -354,6 +377,17 @@ mod tests {
             ),
             Ok(vec![])
         );
+        // Shares and verbatim paths: the share is the root.
+        assert_eq!(win_components(r"\\srv\judge\in"), [r"\\srv\judge", "in"]);
+        assert_eq!(
+            win_components(r"\\?\UNC\srv\judge\in"),
+            [r"\\srv\judge", "in"]
+        );
+        assert_eq!(win_components(r"\\?\C:\Windows\x"), ["c:", "windows", "x"]);
+        assert_eq!(
+            windows_grants(None, None, &[r"\\?\c:\windows\system32"], &[], &system),
+            Ok(vec![])
+        );
         // A folder whose name only starts like a system folder's is not one.
         assert_eq!(
             windows_grants(None, None, &[r"C:\WindowsData\in"], &[], &system),
@@ -369,6 +403,8 @@ mod tests {
         assert_eq!(refused(None, &[r"C:\"], &[]), "readable");
         assert_eq!(refused(None, &["D:"], &[]), "readable");
         assert_eq!(refused(Some(r"C:\"), &[], &[]), "cwd");
+        assert_eq!(refused(None, &[r"\\srv\judge"], &[]), "readable");
+        assert_eq!(refused(None, &[], &[r"\\?\C:\Windows"]), "writable");
         let e = windows_grants(None, None, &[], &[r"C:\"], &system)
             .unwrap_err()
             .1;

@@ -264,6 +264,14 @@ fn grants_of_the_systems_files_or_a_drive_are_refused_on_windows() {
             assert!(!marker.exists(), "{level:?} {field}: the program ran");
         }
     }
+    // A relative path is planned where it is, not taken for a drive: under
+    // Wine the run gets as far as the level's own refusal.
+    if common::wine().is_some() {
+        let mut c = isolated(Level::Strict, &write);
+        c.cwd = Some(PathBuf::from("."));
+        let e = winsandbox::run(&c).unwrap_err();
+        assert!(matches!(e, Error::Isolation { .. }), "{e}");
+    }
     // Into a Sandbox: refused when it is isolated.
     let mut iso = winsandbox::command::Isolation {
         level: Level::Strict,

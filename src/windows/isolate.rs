@@ -285,8 +285,11 @@ fn plan_grants(
     cwd: Option<&Path>,
     program: Option<&Path>,
 ) -> Result<Vec<crate::isolation::WinGrant>> {
+    // Absolute, as the system resolves it (no link followed, no `\\?\`):
+    // a relative path is planned and granted where it really is.
     let text = |field: &'static str, p: &Path| -> Result<String> {
-        p.to_str()
+        let a = std::path::absolute(p).map_err(|e| Error::from_io(format!("{field} {p:?}"), e))?;
+        a.to_str()
             .map(str::to_string)
             .ok_or_else(|| Error::invalid(field, format!("{p:?}: not valid Unicode")))
     };
@@ -298,7 +301,9 @@ fn plan_grants(
     let readable = all("readable", &iso.readable)?;
     let writable = all("writable", &iso.writable)?;
     let cwd = cwd.map(|d| text("cwd", d)).transpose()?;
-    let program = program.and_then(|p| p.to_str());
+    let program = program
+        .and_then(|p| std::path::absolute(p).ok())
+        .and_then(|p| p.to_str().map(str::to_string));
     let system: Vec<String> = [
         "SystemRoot",
         "ProgramFiles",
@@ -309,7 +314,7 @@ fn plan_grants(
     .filter_map(|v| std::env::var(v).ok())
     .collect();
     crate::isolation::windows_grants(
-        program,
+        program.as_deref(),
         cwd.as_deref(),
         &refs(&readable),
         &refs(&writable),
