@@ -100,7 +100,7 @@ impl Running {
         cmd.validate_isolation()?;
         super::isolate::refuse_bad_grants(&cmd.isolation, cmd.cwd.as_deref())?;
         super::isolate::check(&cmd.isolation)?;
-        let (job, breakaway) = make_job(&cmd.limits)?;
+        let (mut job, breakaway) = make_job(&cmd.limits)?;
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
             Ok(std::fs::File::from(open_file(&path_str(p), true, false)?))
         })?;
@@ -129,11 +129,30 @@ impl Running {
         };
         let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
         let contained = super::isolate::contain(cmd, program.as_deref())?;
+        // A strict run's desktop: the supervisor's own; where it cannot be
+        // made, the run goes on on the supervisor's and says so.
+        let desktop = match contained {
+            Some(_) => match super::desktop::worker_desktop() {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    job.not_applied.push(crate::outcome::NotApplied {
+                        limit: "desktop",
+                        reason: format!(
+                            "the supervisor's own desktop could not be made ({e}): the program \
+                             shares the supervisor's"
+                        ),
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
         let req = SpawnRequest::of(
             cmd,
             breakaway,
             cmd.limits.no_crash_dialogs,
             contained.as_ref(),
+            desktop,
         );
         let process = spawn(&job, &req, &stdio)?;
         // Wall time runs from the moment the process exists: a slow
@@ -542,11 +561,18 @@ impl Sandbox {
             stdout: out(&cmd.stdout, "stdout")?,
             stderr: out(&cmd.stderr, "stderr")?,
         };
+        // No outcome here to say it in: without its own desktop, a strict
+        // process is refused.
+        let desktop = match contained {
+            Some(_) => Some(super::desktop::worker_desktop()?),
+            None => None,
+        };
         let req = SpawnRequest::of(
             cmd,
             self.breakaway,
             self.no_crash_dialogs,
             contained.as_ref(),
+            desktop,
         );
         Ok(Child {
             process: spawn(&self.job, &req, &stdio)?,

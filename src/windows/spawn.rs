@@ -49,6 +49,8 @@ pub(crate) struct SpawnRequest<'a> {
     /// A strict run's AppContainer: the child starts in it, suspended, and
     /// runs only once its token has been read back.
     pub contained: Option<&'a super::isolate::Contained>,
+    /// The desktop to start it on (a strict run's: the supervisor's own).
+    pub desktop: Option<&'a super::desktop::WorkerDesktop>,
 }
 
 impl<'a> SpawnRequest<'a> {
@@ -58,6 +60,7 @@ impl<'a> SpawnRequest<'a> {
         breakaway: bool,
         no_crash_dialogs: bool,
         contained: Option<&'a super::isolate::Contained>,
+        desktop: Option<&'a super::desktop::WorkerDesktop>,
     ) -> SpawnRequest<'a> {
         SpawnRequest {
             program: &cmd.program,
@@ -68,6 +71,7 @@ impl<'a> SpawnRequest<'a> {
             breakaway,
             no_crash_dialogs,
             contained,
+            desktop,
         }
     }
 }
@@ -226,10 +230,6 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         None => super::security::supervisor_only()?,
     };
     let (process_sa, thread_sa) = (objects.attributes(false), objects.attributes(false));
-    let desktop = match req.contained {
-        Some(_) => Some(super::desktop::worker_desktop()?),
-        None => None,
-    };
     loop {
         let use_job_list = path != SpawnPath::Suspended;
         let mut attrs = AttrList::new(1 + use_job_list as u32 + caps.is_some() as u32)?;
@@ -282,7 +282,7 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         si.StartupInfo.hStdError = raw(&stdio.stderr);
         si.lpAttributeList = attrs.ptr();
         // Strict: on the supervisor's own desktop, not the user's.
-        if let Some(d) = desktop {
+        if let Some(d) = req.desktop {
             si.StartupInfo.lpDesktop = PWSTR(d.wide().as_ptr().cast_mut());
         }
         let mut flags =
