@@ -217,15 +217,15 @@ impl Drop for Contained {
     }
 }
 
-/// Everything a strict run needs before its start: None for other levels
-/// (which `check` has refused, or none).
+/// Everything a strict run needs before its start, given its `plan`
+/// (`plan`): None for other levels (which `check` has refused, or none).
 pub(crate) fn contain(
     cmd: &crate::command::Command,
-    program: Option<&Path>,
+    plan: Option<Vec<crate::isolation::WinGrant>>,
 ) -> Result<Option<Contained>> {
-    if cmd.isolation.level != Level::Strict {
+    let Some(plan) = plan.filter(|_| cmd.isolation.level == Level::Strict) else {
         return Ok(None);
-    }
+    };
     use std::sync::atomic::{AtomicU64, Ordering};
     static RUN: AtomicU64 = AtomicU64::new(0);
     let run = RUN.fetch_add(1, Ordering::Relaxed);
@@ -239,7 +239,6 @@ pub(crate) fn contain(
         grants: Vec::new(),
         workdir: None,
     };
-    let plan = plan_grants(&cmd.isolation, cmd.cwd.as_deref(), program)?;
     c.cwd = match &cmd.cwd {
         Some(d) => d.clone(),
         None => {
@@ -270,21 +269,18 @@ pub(crate) fn contain(
     Ok(Some(c))
 }
 
-/// Grants that may not be made (the system's folders, a drive) are errors
-/// naming the argument, before anything starts or is changed.
-pub(crate) fn refuse_bad_grants(iso: &crate::command::Isolation, cwd: Option<&Path>) -> Result<()> {
-    if iso.level == Level::None {
-        return Ok(());
-    }
-    plan_grants(iso, cwd, None).map(drop)
-}
-
-/// What a strict run grants its AppContainer (`isolation::windows_grants`).
-fn plan_grants(
+/// What an isolated run will grant its SID (`isolation::windows_grants`),
+/// planned before anything starts or is changed: grants that may not be
+/// made (the system's folders, a drive) are errors naming the argument.
+/// None without a level.
+pub(crate) fn plan(
     iso: &crate::command::Isolation,
     cwd: Option<&Path>,
     program: Option<&Path>,
-) -> Result<Vec<crate::isolation::WinGrant>> {
+) -> Result<Option<Vec<crate::isolation::WinGrant>>> {
+    if iso.level == Level::None {
+        return Ok(None);
+    }
     // Absolute, as the system resolves it (no link followed, no `\\?\`):
     // a relative path is planned and granted where it really is.
     let text = |field: &'static str, p: &Path| -> Result<String> {
@@ -320,6 +316,7 @@ fn plan_grants(
         &refs(&writable),
         &refs(&system),
     )
+    .map(Some)
     .map_err(|(field, why)| Error::invalid(field, why))
 }
 

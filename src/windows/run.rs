@@ -98,7 +98,8 @@ impl Running {
     /// Creates the job, the pipes, and starts the program in the job.
     pub fn start(cmd: &Command) -> Result<Running> {
         cmd.validate_isolation()?;
-        super::isolate::refuse_bad_grants(&cmd.isolation, cmd.cwd.as_deref())?;
+        let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
+        let plan = super::isolate::plan(&cmd.isolation, cmd.cwd.as_deref(), program.as_deref())?;
         super::isolate::check(&cmd.isolation)?;
         let (mut job, breakaway) = make_job(&cmd.limits)?;
         let outputs = Outputs::open(&cmd.stdout, &cmd.stderr, cmd.limits.output_limit, |p| {
@@ -127,8 +128,7 @@ impl Running {
             stdout: out_theirs,
             stderr: err_theirs,
         };
-        let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
-        let contained = super::isolate::contain(cmd, program.as_deref())?;
+        let contained = super::isolate::contain(cmd, plan)?;
         // A strict run's desktop: the supervisor's own; where it cannot be
         // made, the run goes on on the supervisor's and says so.
         let desktop = match contained {
@@ -149,6 +149,7 @@ impl Running {
         };
         let req = SpawnRequest::of(
             cmd,
+            program.as_deref(),
             breakaway,
             cmd.limits.no_crash_dialogs,
             contained.as_ref(),
@@ -526,7 +527,7 @@ impl Sandbox {
     /// this version: see `isolate`).
     pub fn isolate(&mut self, iso: crate::command::Isolation) -> Result<()> {
         iso.validate()?;
-        super::isolate::refuse_bad_grants(&iso, None)?;
+        super::isolate::plan(&iso, None, None)?;
         super::isolate::check(&iso)?;
         self.isolation = iso;
         Ok(())
@@ -536,10 +537,10 @@ impl Sandbox {
     /// (`Output::Capture` is for `run`: here it means discard).
     pub fn spawn(&self, cmd: &Command) -> Result<Child> {
         let cmd = &cmd.isolated_by(&self.isolation)?;
-        super::isolate::refuse_bad_grants(&cmd.isolation, cmd.cwd.as_deref())?;
-        super::isolate::check(&cmd.isolation)?;
         let program = super::spawn::resolve_program(&cmd.program, &cmd.env);
-        let contained = super::isolate::contain(cmd, program.as_deref())?;
+        let plan = super::isolate::plan(&cmd.isolation, cmd.cwd.as_deref(), program.as_deref())?;
+        super::isolate::check(&cmd.isolation)?;
+        let contained = super::isolate::contain(cmd, plan)?;
         let out = |o: &Output, what| match o {
             Output::File(p) => open_inheritable(&path_str(p), true),
             Output::Pipe(e) => e.take(what),
@@ -569,6 +570,7 @@ impl Sandbox {
         };
         let req = SpawnRequest::of(
             cmd,
+            program.as_deref(),
             self.breakaway,
             self.no_crash_dialogs,
             contained.as_ref(),

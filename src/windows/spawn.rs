@@ -40,6 +40,9 @@ pub struct Process {
 
 pub(crate) struct SpawnRequest<'a> {
     pub program: &'a str,
+    /// Where `program` was found (`resolve_program`), found once by the
+    /// caller; None leaves the search to `CreateProcessW`.
+    pub resolved: Option<&'a Path>,
     pub args: &'a [String],
     pub cwd: Option<&'a Path>,
     pub env: &'a EnvSpec,
@@ -57,6 +60,7 @@ impl<'a> SpawnRequest<'a> {
     /// The request for `cmd` into a job (`breakaway`: leave the outer one).
     pub fn of(
         cmd: &'a crate::command::Command,
+        resolved: Option<&'a Path>,
         breakaway: bool,
         no_crash_dialogs: bool,
         contained: Option<&'a super::isolate::Contained>,
@@ -64,6 +68,7 @@ impl<'a> SpawnRequest<'a> {
     ) -> SpawnRequest<'a> {
         SpawnRequest {
             program: &cmd.program,
+            resolved,
             args: &cmd.args,
             cwd: cmd.cwd.as_deref(),
             env: &cmd.env,
@@ -152,7 +157,7 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
     if req.no_crash_dialogs {
         set_error_mode();
     }
-    let resolved = resolve_program(req.program, req.env);
+    let resolved = req.resolved;
     if resolved.is_none() && req.program.contains(['\\', '/', ':']) {
         return Err(Error::os(
             format!("starting {:?}", req.program),
@@ -229,7 +234,7 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         }
         None => super::security::supervisor_only()?,
     };
-    let (process_sa, thread_sa) = (objects.attributes(false), objects.attributes(false));
+    let objects_sa = objects.attributes(false);
     loop {
         let use_job_list = path != SpawnPath::Suspended;
         let mut attrs = AttrList::new(1 + use_job_list as u32 + caps.is_some() as u32)?;
@@ -296,14 +301,14 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         }
         let mut pi = PROCESS_INFORMATION::default();
         // SAFETY: every pointer is to a live local: `app`, `cmd` (mutable, as
-        // CreateProcessW requires), the two attributes and their descriptor,
+        // CreateProcessW requires), the objects' attributes and descriptor,
         // `env`, `cwd`, `si` with its attribute list.
         let r = unsafe {
             CreateProcessW(
                 app.as_ref().map_or(PCWSTR::null(), |a| PCWSTR(a.as_ptr())),
                 Some(PWSTR(cmd.as_mut_ptr())),
-                Some(&process_sa),
-                Some(&thread_sa),
+                Some(&objects_sa),
+                Some(&objects_sa),
                 true,
                 flags,
                 env.as_ref().map(|e| e.as_ptr() as *const _),
