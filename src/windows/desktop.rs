@@ -20,7 +20,7 @@ use windows::Win32::System::StationsAndDesktops::{
     HDESK, UOI_NAME,
 };
 
-use super::handle::werr;
+use super::handle::{werr, wide_z};
 use super::security::{user_sid, SecurityDescriptor};
 use crate::error::Result;
 
@@ -68,7 +68,7 @@ fn make() -> Result<WorkerDesktop> {
     let name = crate::isolation::worker_desktop_name(std::process::id());
     let sd = SecurityDescriptor::from_sddl(&crate::isolation::worker_desktop_sddl(&user_sid()?))?;
     let sa = sd.attributes(false);
-    let wide: Vec<u16> = name.encode_utf16().chain(Some(0)).collect();
+    let wide = wide_z(&name);
     // SAFETY: a NUL-terminated name; `sa` and its descriptor outlive the call.
     let handle = unsafe {
         CreateDesktopW(
@@ -82,10 +82,7 @@ fn make() -> Result<WorkerDesktop> {
     }
     .map_err(|e| werr(format!("CreateDesktopW({name})"), e))?;
     let station = window_station_name()?;
-    let full_name = format!("{station}\\{name}")
-        .encode_utf16()
-        .chain(Some(0))
-        .collect();
+    let full_name = wide_z(format!("{station}\\{name}"));
     Ok(WorkerDesktop { handle, full_name })
 }
 

@@ -32,6 +32,13 @@ pub(crate) fn win32_code(e: &windows::core::Error) -> i32 {
     }
 }
 
+/// `s` as a NUL-terminated UTF-16 string, for a `PCWSTR` argument (a path,
+/// a name, an SDDL string: a `&str` is an `OsStr` too).
+pub(crate) fn wide_z(s: impl AsRef<std::ffi::OsStr>) -> Vec<u16> {
+    use std::os::windows::ffi::OsStrExt;
+    s.as_ref().encode_wide().chain(Some(0)).collect()
+}
+
 /// A `windows` crate error as ours, naming the operation and keeping the code.
 pub(crate) fn werr(op: impl Into<String>, e: windows::core::Error) -> Error {
     Error::os(op, win32_code(&e))

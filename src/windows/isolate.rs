@@ -24,7 +24,6 @@
 //! its grants) is not built in this version: it is refused
 //! everywhere rather than run weaker.
 
-use std::os::windows::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -38,7 +37,7 @@ use windows::Win32::Security::{
 use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
 use super::attrs::AttrList;
-use super::handle::{own as own_handle, win32_code};
+use super::handle::{own as own_handle, wide_z, win32_code};
 use crate::command::{Isolation, Level};
 use crate::error::{Error, Result};
 
@@ -80,7 +79,7 @@ unsafe impl Sync for Sid {}
 
 impl Sid {
     fn parse(s: &str) -> Result<Sid> {
-        let wide: Vec<u16> = s.encode_utf16().chain(Some(0)).collect();
+        let wide = wide_z(s);
         let mut sid = PSID::default();
         // SAFETY: a NUL-terminated string; `sid` receives a LocalAlloc'd SID.
         unsafe { ConvertStringSidToSidW(PCWSTR(wide.as_ptr()), &mut sid) }
@@ -249,7 +248,7 @@ pub(crate) fn contain(
                 &crate::isolation::fresh_workdir_sddl(&super::security::user_sid()?, &sid_text),
             )?;
             let sa = sd.attributes(false);
-            let wide: Vec<u16> = d.as_os_str().encode_wide().chain(Some(0)).collect();
+            let wide = wide_z(&d);
             // SAFETY: a NUL-terminated path; `sa` and its descriptor outlive the call.
             unsafe {
                 windows::Win32::Storage::FileSystem::CreateDirectoryW(
@@ -342,7 +341,7 @@ unsafe impl Sync for Grant {}
 impl Grant {
     fn new(path: &Path, sid: &Sid, access: u32, tree: bool) -> Result<Grant> {
         let g = Grant {
-            path: path.as_os_str().encode_wide().chain(Some(0)).collect(),
+            path: wide_z(path),
             sid: sid.0,
             tree: tree && path.is_dir(),
         };

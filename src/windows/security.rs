@@ -21,7 +21,7 @@ use windows::Win32::Security::{
 };
 use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::handle::{own, raw, werr};
+use super::handle::{own, raw, werr, wide_z};
 use crate::error::{Error, Result};
 
 /// `SDDL_REVISION_1`.
@@ -37,7 +37,7 @@ unsafe impl Sync for SecurityDescriptor {}
 
 impl SecurityDescriptor {
     pub fn from_sddl(sddl: &str) -> Result<SecurityDescriptor> {
-        let wide: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
+        let wide = wide_z(sddl);
         let mut sd = PSECURITY_DESCRIPTOR::default();
         // SAFETY: a NUL-terminated string; `sd` receives a LocalAlloc'd descriptor.
         unsafe {

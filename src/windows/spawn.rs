@@ -85,10 +85,6 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
     s.encode_wide().collect()
 }
 
-fn wide_z(s: &std::ffi::OsStr) -> Vec<u16> {
-    s.encode_wide().chain(Some(0)).collect()
-}
-
 /// Finds `program` as Windows would for a command: a path is taken as is
 /// (`.exe` added when it has no extension); a bare name is looked up in the
 /// child's `PATH`. `None` leaves the search to `CreateProcessW` (system dirs).
@@ -164,7 +160,7 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
             ERROR_FILE_NOT_FOUND,
         ));
     }
-    let app: Option<Vec<u16>> = resolved.as_ref().map(|p| wide_z(p.as_os_str()));
+    let app: Option<Vec<u16>> = resolved.map(wide_z);
     let args: Vec<Vec<u16>> = req.args.iter().map(|a| wide(a.as_ref())).collect();
     let mut cmd =
         command_line(&wide(req.program.as_ref()), &args).map_err(|m| Error::invalid("args", m))?;
@@ -192,7 +188,7 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
                 return Err(Error::os(format!("cwd {d:?}: no such directory"), 267));
                 // ERROR_DIRECTORY
             }
-            Some(wide_z(d.as_os_str()))
+            Some(wide_z(d))
         }
         None => None,
     };
