@@ -842,9 +842,7 @@ impl Workdir {
         }
         Err(Error::sandbox("no free name for a working directory"))
     }
-}
 
-impl Workdir {
     /// Its path, the folder left in place (the caller's now).
     pub fn keep(self) -> PathBuf {
         let mut me = std::mem::ManuallyDrop::new(self);
