@@ -11,19 +11,32 @@ use sha2::{Digest, Sha256};
 /// first seven little-endian words of SHA-256 over the lower-cased name in
 /// UTF-16LE.
 pub fn appcontainer_sid(name: &str) -> String {
+    let mut subs = vec![2u32];
+    subs.extend(&name_words(name)[..7]);
+    sid_string(15, &subs)
+}
+
+/// The little-endian words of SHA-256 over the lower-cased `name` in UTF-16LE.
+fn name_words(name: &str) -> [u32; 8] {
     let utf16: Vec<u8> = name
         .to_lowercase()
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
         .collect();
     let hash = Sha256::digest(&utf16);
-    let mut subs = vec![2u32];
-    subs.extend(
-        hash.chunks_exact(4)
-            .take(7)
-            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-    );
-    sid_string(15, &subs)
+    let mut words = [0u32; 8];
+    for (w, b) in words.iter_mut().zip(hash.chunks_exact(4)) {
+        *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    words
+}
+
+/// The per-run SID a restricted run's token is restricted to, and its
+/// grants made to: `S-1-0-…` (the null authority, where Chromium puts its
+/// random restricting SIDs: no account or group has one), then four words
+/// of the name's hash (`appcontainer_sid`'s, under another authority).
+pub fn restricted_run_sid(name: &str) -> String {
+    sid_string(0, &name_words(name)[..4])
 }
 
 /// A SID in its string form: `S-1-<authority>-<sub>-<sub>…`.
@@ -190,12 +203,76 @@ pub fn windows_grants(
     Ok(grants)
 }
 
-/// The descriptor a strict run's fresh working directory is made with, so
-/// it has its final ACL from its creation (nothing is granted afterwards):
-/// protected, full control for SYSTEM and the supervisor's user, modify for
-/// the run's AppContainer (`run_sid`), each inherited by all inside.
-pub fn fresh_workdir_sddl(user: &str, run_sid: &str) -> String {
-    format!("D:P(A;OICI;FA;;;{SYSTEM})(A;OICI;FA;;;{user})(A;OICI;0x{FILE_MODIFY:x};;;{run_sid})")
+/// The descriptor an isolated run's fresh working directory is made with,
+/// so it has its final ACL from its creation (nothing is granted
+/// afterwards): protected, full control for SYSTEM and the supervisor's
+/// user, modify for the run's SID (`run_sid`), each inherited by all
+/// inside; `low` (restricted: its program runs at low integrity) adds a
+/// low mandatory label, inherited too, so that program may write there.
+pub fn fresh_workdir_sddl(user: &str, run_sid: &str, low: bool) -> String {
+    let mut s = format!(
+        "D:P(A;OICI;FA;;;{SYSTEM})(A;OICI;FA;;;{user})(A;OICI;0x{FILE_MODIFY:x};;;{run_sid})"
+    );
+    if low {
+        s.push_str(&low_label_sddl(true));
+    }
+    s
+}
+
+/// A low mandatory label (no write up): a low-integrity program may write
+/// what carries it. `tree`: inherited by all inside a folder.
+pub fn low_label_sddl(tree: bool) -> String {
+    format!("S:(ML;{};NW;;;LW)", if tree { "OICI" } else { "" })
+}
+
+/// `S-1-16-4096`: the low integrity level a restricted run's token has.
+pub const LOW_INTEGRITY: &str = "S-1-16-4096";
+
+/// `S-1-5-32-545` (Users), `S-1-1-0` (Everyone), `S-1-5-12` (RESTRICTED).
+const USERS: &str = "S-1-5-32-545";
+const EVERYONE: &str = "S-1-1-0";
+const RESTRICTED_CODE: &str = "S-1-5-12";
+
+/// The restricting SIDs of a restricted run's token (Chromium's
+/// `USER_LIMITED` and the run's own): every access must also be granted to
+/// one of them. The run's SID (its grants, its objects), Users and Everyone
+/// (the system's files, which they read), RESTRICTED (the desktop it runs
+/// on), and the logon session's SID where the token has one (the window
+/// station). Not the user's SID: what only the user may open, it may not.
+pub fn restricting_sids(run_sid: &str, logon: Option<&str>) -> Vec<String> {
+    let mut v: Vec<String> = [run_sid, USERS, EVERYONE, RESTRICTED_CODE]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(logon.map(str::to_string));
+    v
+}
+
+/// Whether a group of the supervisor's token stays enabled in a restricted
+/// run's token; every other group is made deny-only (it may still deny,
+/// never grant: Administrators included). Kept: Everyone, Users,
+/// INTERACTIVE, Authenticated Users and the logon session (Chromium's
+/// `USER_LIMITED`), and the integrity label (not a group one may disable).
+pub fn group_kept(sid: &str) -> bool {
+    matches!(sid, EVERYONE | USERS | "S-1-5-4" | "S-1-5-11")
+        || sid.starts_with("S-1-5-5-")
+        || sid.starts_with("S-1-16-")
+}
+
+/// The descriptor of the file the restricted level's canary must read:
+/// as `supervisor_only_sddl`, and full access for the canary token's run
+/// SID (`run_sid`), no low label (so it must not be written at low
+/// integrity).
+pub fn canary_granted_sddl(user: &str, run_sid: &str) -> String {
+    format!("{}(A;;FA;;;{run_sid})", supervisor_only_sddl(user))
+}
+
+/// The default DACL of a restricted run's token, which what its program
+/// creates gets: SYSTEM, the user, and the run's own SID (without it the
+/// program could not open its own objects: the restricting check needs
+/// one of its SIDs). No other run's SID: other runs cannot open them.
+pub fn restricted_default_dacl_sddl(user: &str, run_sid: &str) -> String {
+    format!("D:(A;;GA;;;{SYSTEM})(A;;GA;;;{user})(A;;GA;;;{run_sid})")
 }
 
 /// What a strict program may do to its own process and thread objects
@@ -221,13 +298,15 @@ pub fn child_objects_sddl(user: &str, run_sid: Option<&str>) -> String {
 pub const DESKTOP_USE: u32 = 0x0001 | 0x0002 | 0x0004 | 0x0040 | 0x0080 | 0x0002_0000;
 
 /// The descriptor of the supervisor's own desktop (one per process), where
-/// strict programs run: as `supervisor_only_sddl`, plus `DESKTOP_USE` for
-/// every AppContainer and a low mandatory label (without either, a low
-/// integrity AppContainer program could not start its user32 there).
+/// isolated programs run: as `supervisor_only_sddl`, plus `DESKTOP_USE` for
+/// every AppContainer (strict) and for RESTRICTED (`RC`, among a restricted
+/// token's restricting SIDs), and a low mandatory label (without them, a
+/// low-integrity program could not start its user32 there).
 pub fn worker_desktop_sddl(user: &str) -> String {
     format!(
-        "{}(A;;0x{DESKTOP_USE:x};;;{ALL_APP_PACKAGES})S:(ML;;NW;;;LW)",
-        supervisor_only_sddl(user)
+        "{}(A;;0x{DESKTOP_USE:x};;;{ALL_APP_PACKAGES})(A;;0x{DESKTOP_USE:x};;;RC){}",
+        supervisor_only_sddl(user),
+        low_label_sddl(false)
     )
 }
 
@@ -294,7 +373,8 @@ mod tests {
         );
         assert_eq!(
             worker_desktop_sddl(user),
-            "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;0x200c7;;;AC)S:(ML;;NW;;;LW)"
+            "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;0x200c7;;;AC)(A;;0x200c7;;;RC)\
+             S:(ML;;NW;;;LW)"
         );
         assert_eq!(worker_desktop_name(42), "winsandbox-42");
         assert_eq!(child_objects_sddl(user, None), supervisor_only_sddl(user));
@@ -304,13 +384,70 @@ mod tests {
         );
         let run = appcontainer_sid(&appcontainer_name(42, 0));
         assert_eq!(
-            fresh_workdir_sddl(user, &run),
+            fresh_workdir_sddl(user, &run, false),
             format!(
                 "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;S-1-5-21-1-2-3-1000)(A;OICI;0x1301bf;;;{run})"
             )
         );
+        // Restricted: low integrity writes only below a low label.
+        let run = restricted_run_sid(&appcontainer_name(42, 0));
+        assert_eq!(
+            fresh_workdir_sddl(user, &run, true),
+            format!(
+                "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;S-1-5-21-1-2-3-1000)(A;OICI;0x1301bf;;;{run})\
+                 S:(ML;OICI;NW;;;LW)"
+            )
+        );
+        assert_eq!(low_label_sddl(false), "S:(ML;;NW;;;LW)");
         // No hook, journal or switch right for the programs.
         assert_eq!(DESKTOP_USE & (0x0008 | 0x0010 | 0x0020 | 0x0100), 0);
+    }
+
+    #[test]
+    fn a_restricted_token_is_built_from_these_sids() {
+        // The run's SID: the null authority, four words of the name's hash
+        // (the AppContainer SID's first four; as Python's hashlib computes it), one per run.
+        let name = appcontainer_name(42, 0);
+        let run = restricted_run_sid(&name);
+        assert_eq!(run, "S-1-0-687890850-4080735783-1583984133-1493314155");
+        assert!(appcontainer_sid(&name).starts_with(&run.replace("S-1-0-", "S-1-15-2-")));
+        assert_ne!(run, restricted_run_sid(&appcontainer_name(42, 1)));
+        assert_eq!(
+            restricting_sids(&run, Some("S-1-5-5-0-99")),
+            [&run, "S-1-5-32-545", "S-1-1-0", "S-1-5-12", "S-1-5-5-0-99"]
+        );
+        assert_eq!(restricting_sids(&run, None).len(), 4);
+        // Kept: Everyone, Users, INTERACTIVE, Authenticated Users, the logon
+        // session, the integrity label. Deny-only: the rest.
+        for kept in [
+            "S-1-1-0",
+            "S-1-5-32-545",
+            "S-1-5-4",
+            "S-1-5-11",
+            "S-1-5-5-0-99",
+            "S-1-16-8192",
+        ] {
+            assert!(group_kept(kept), "{kept}");
+        }
+        for denied in [
+            "S-1-5-32-544", // Administrators
+            "S-1-5-21-1-2-3-513",
+            "S-1-2-0",
+            "S-1-5-15",
+            "S-1-5-113",
+            "S-1-5-32-5450",
+        ] {
+            assert!(!group_kept(denied), "{denied}");
+        }
+        assert_eq!(
+            restricted_default_dacl_sddl("S-1-5-21-1-2-3-1000", &run),
+            format!("D:(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;GA;;;{run})")
+        );
+        assert_eq!(LOW_INTEGRITY, "S-1-16-4096");
+        assert_eq!(
+            canary_granted_sddl("S-1-5-21-1-2-3-1000", "S-1-0-1-2-3-4"),
+            "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;FA;;;S-1-0-1-2-3-4)"
+        );
     }
 
     #[test]
@@ -318,7 +455,10 @@ mod tests {
         let user = "S-1-5-21-1-2-3-1000";
         assert_eq!(
             dacl_trustees(&worker_desktop_sddl(user)),
-            Some((true, vec!["SY".into(), user.into(), "AC".into()]))
+            Some((
+                true,
+                vec!["SY".into(), user.into(), "AC".into(), "RC".into()]
+            ))
         );
         // As a system may store it: owner first, rights mapped, flags.
         assert_eq!(

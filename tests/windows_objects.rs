@@ -217,6 +217,52 @@ fn the_worker_desktops_descriptor_reads_back() {
     let user = user();
     assert_eq!(
         trustees(worker_desktop().unwrap().handle(), ObjectKind::Window),
-        ["SY", user.as_str(), "AC"]
+        ["SY", user.as_str(), "AC", "RC"]
     );
+}
+
+/// A restricted run's token: made as a run's is (Wine accepts every call),
+/// then read back. Wine drops its restricting SIDs, and the read back says
+/// so (that is why the level is refused there); Windows keeps them, at
+/// low integrity, with no privilege but SeChangeNotify.
+#[test]
+fn a_restricted_token_reads_back_as_made_or_says_what_is_missing() {
+    let read = winsandbox::win::try_restricted_token("winsandbox.test.token").unwrap();
+    if common::wine().is_some() {
+        let why = read.unwrap_err();
+        assert!(why.contains("no restricting SIDs"), "{why}");
+    } else {
+        read.unwrap();
+    }
+}
+
+/// A restricted run lowers the label of the caller's `cwd` and `writable`
+/// folders for its run, inherited inside, and puts the old one back.
+#[test]
+fn a_lowered_label_is_put_back() {
+    let d = std::env::temp_dir().join(format!("wsb-label-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("inside")).unwrap();
+    let before = match winsandbox::win::label_of(&d) {
+        // Wine asks for the SACL's access right to read a label, which a
+        // process without SeSecurityPrivilege is refused.
+        Err(e)
+            if e.os_code() == Some(5)
+                && common::skip_under_wine("labels on files (reading one is refused)") =>
+        {
+            std::fs::remove_dir_all(&d).unwrap();
+            return;
+        }
+        r => r.unwrap(),
+    };
+    let low = winsandbox::win::LowLabel::new(&d, true).unwrap();
+    let during = winsandbox::win::label_of(&d).unwrap();
+    let inside = winsandbox::win::label_of(&d.join("inside")).unwrap();
+    drop(low);
+    let after = winsandbox::win::label_of(&d).unwrap();
+    eprintln!("before {before:?} during {during:?} inside {inside:?} after {after:?}");
+    std::fs::remove_dir_all(&d).unwrap();
+    assert!(during.contains("(ML;OICI;NW;;;LW)"), "{during}");
+    assert!(inside.contains("NW;;;LW)"), "{inside}");
+    assert_eq!(after, before);
 }

@@ -3,26 +3,29 @@
 //! Strict: the program runs in an AppContainer of its own, with no
 //! capability (so no network, loopback included), under a SID derived from
 //! a per-run name (`crate::isolation`: no profile is registered, userenv is
-//! never called). What it may reach is granted to that SID alone, one ACE
-//! per path, and taken back when the run ends (`Grant`): its program (read,
-//! execute) and its folder (list), on themselves alone (not the system's
-//! folders, which every AppContainer may read already); its working
-//! directory (a fresh one when none is given) and the `writable` paths
-//! (modify), the `readable` paths (read, execute), inherited inside. It
-//! starts suspended on the supervisor's own desktop (`desktop`: one per
-//! process), and before its first instruction the supervisor reads its
-//! token back: an AppContainer, with this run's SID, or it is ended and the
-//! run is refused.
+//! never called). Restricted: it runs with a restricted token of the
+//! supervisor's own at low integrity (`token`), restricted to a SID of the
+//! run's own. Either way what it may reach is granted to the run's SID
+//! alone, one ACE per path, and taken back when the run ends (`Grant`): its
+//! program (read, execute) and its folder (list), on themselves alone (not
+//! the system's folders, which every AppContainer, and Users, read
+//! already); its working directory (a fresh one when none is given) and the
+//! `writable` paths (modify), the `readable` paths (read, execute),
+//! inherited inside. A restricted program writes only below a low label:
+//! its fresh directory is made with one, and the caller's `cwd` and
+//! `writable` folders get one for the run (`LowLabel`, its old label put
+//! back after). It starts suspended on the supervisor's own desktop
+//! (`desktop`: one per process), and before its first instruction the
+//! supervisor reads its token back: this run's AppContainer, or this run's
+//! restricted low token, or it is ended and the run is refused.
 //!
-//! Before anything is created for a run, each level proves that this
-//! system takes its mechanism: strict sets its SID into a process attribute
-//! list; restricted makes a restricted token of the supervisor's own and
-//! reads it back. Wine 8 refuses the first (`ERROR_NOT_SUPPORTED`; a
-//! careless launcher then starts the child unconfined) and accepts the
-//! second without keeping its restricting SIDs: both are refused there,
-//! nothing started (`Error::Isolation`). Restricted's launch (the token,
-//! its grants) is not built in this version: it is refused
-//! everywhere rather than run weaker.
+//! Before anything is created for a run, each level proves, once per
+//! process, that this system enforces its mechanism: strict sets its SID
+//! into a process attribute list; restricted makes a token as a run's,
+//! reads it back and tries it (`token::canary`). Wine 8 refuses the first
+//! (`ERROR_NOT_SUPPORTED`; a careless launcher then starts the child
+//! unconfined) and accepts the second without keeping its restricting
+//! SIDs: both are refused there, nothing started (`Error::Isolation`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -30,11 +33,8 @@ use std::sync::OnceLock;
 use windows::core::PCWSTR;
 use windows::Win32::Foundation::HANDLE;
 use windows::Win32::Security::Authorization::ConvertStringSidToSidW;
-use windows::Win32::Security::{
-    CreateRestrictedToken, IsTokenRestricted, DISABLE_MAX_PRIVILEGE, PSID, SECURITY_CAPABILITIES,
-    SID_AND_ATTRIBUTES, TOKEN_ASSIGN_PRIMARY, TOKEN_DUPLICATE, TOKEN_QUERY,
-};
-use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+use windows::Win32::Security::{PSID, SECURITY_CAPABILITIES, TOKEN_QUERY};
+use windows::Win32::System::Threading::OpenProcessToken;
 
 use super::attrs::AttrList;
 use super::handle::{own as own_handle, wide_z, win32_code};
@@ -44,9 +44,9 @@ use crate::error::{Error, Result};
 /// `PROC_THREAD_ATTRIBUTE_SECURITY_CAPABILITIES`.
 pub(crate) const ATTR_SECURITY_CAPABILITIES: u32 = 0x0002_0009;
 
-/// Whether `iso` can run here: Ok for none and (where the system takes
-/// AppContainers) strict; an `Error::Isolation` naming what this system
-/// does not enforce otherwise (see the module's note).
+/// Whether `iso` can run here: Ok for none, and for each level where the
+/// system enforces it; an `Error::Isolation` naming what this system does
+/// not enforce otherwise (see the module's note).
 pub(crate) fn check(iso: &Isolation) -> Result<()> {
     // What the system takes does not change while the process lives: each
     // level's proof is made once.
@@ -55,17 +55,7 @@ pub(crate) fn check(iso: &Isolation) -> Result<()> {
     match iso.level {
         Level::None => Ok(()),
         Level::Strict => STRICT.get_or_init(appcontainer_taken).clone(),
-        Level::Restricted => RESTRICTED
-            .get_or_init(|| {
-                restricted_token_kept()?;
-                Err(Error::isolation(
-                    Level::Restricted,
-                    "this version does not yet launch with a restricted token (its integrity \
-                     and its grants): refused rather than run without one",
-                    None,
-                ))
-            })
-            .clone(),
+        Level::Restricted => RESTRICTED.get_or_init(super::token::enforced).clone(),
     }
 }
 
@@ -78,7 +68,7 @@ unsafe impl Send for Sid {}
 unsafe impl Sync for Sid {}
 
 impl Sid {
-    fn parse(s: &str) -> Result<Sid> {
+    pub(crate) fn parse(s: &str) -> Result<Sid> {
         let wide = wide_z(s);
         let mut sid = PSID::default();
         // SAFETY: a NUL-terminated string; `sid` receives a LocalAlloc'd SID.
@@ -130,67 +120,20 @@ fn appcontainer_taken() -> Result<()> {
     Ok(())
 }
 
-/// A restricted token of the supervisor's own, read back: Err where the
-/// system drops its restricting SIDs (Wine).
-fn restricted_token_kept() -> Result<()> {
-    let mut own = HANDLE::default();
-    // SAFETY: our own process's token, into a local handle.
-    unsafe {
-        OpenProcessToken(
-            GetCurrentProcess(),
-            TOKEN_DUPLICATE | TOKEN_QUERY | TOKEN_ASSIGN_PRIMARY,
-            &mut own,
-        )
-    }
-    .map_err(|e| Error::os("OpenProcessToken", win32_code(&e)))?;
-    // SAFETY: a token handle just opened, ours alone.
-    let own = unsafe { own_handle(own) };
-    let everyone = Sid::parse("S-1-1-0")?;
-    let restrict = [SID_AND_ATTRIBUTES {
-        Sid: everyone.0,
-        Attributes: 0,
-    }];
-    let mut token = HANDLE::default();
-    // SAFETY: a valid token handle; the SID array outlives the call.
-    unsafe {
-        CreateRestrictedToken(
-            super::handle::raw(&own),
-            DISABLE_MAX_PRIVILEGE,
-            None,
-            None,
-            Some(&restrict),
-            &mut token,
-        )
-    }
-    .map_err(|e| {
-        Error::isolation(
-            Level::Restricted,
-            "CreateRestrictedToken failed",
-            Some(win32_code(&e)),
-        )
-    })?;
-    // SAFETY: a token handle just made, ours alone.
-    let token = unsafe { own_handle(token) };
-    // SAFETY: a token handle we own.
-    if unsafe { IsTokenRestricted(super::handle::raw(&token)) }.is_err() {
-        return Err(Error::isolation(
-            Level::Restricted,
-            "restricted tokens are accepted and not enforced here: the token read back has \
-             no restricting SIDs",
-            None,
-        ));
-    }
-    Ok(())
-}
-
-/// A strict run's AppContainer: its SID, its working directory, what was
-/// granted to it (taken back on drop, before a fresh directory is removed).
+/// An isolated run's confinement: its level, its SID, its token
+/// (restricted), its working directory, what was granted to it and the
+/// labels it lowered (taken back on drop, before a fresh directory is
+/// removed).
 pub(crate) struct Contained {
+    pub level: Level,
     pub sid: Sid,
     /// The same SID as a string.
     pub sid_text: String,
+    /// Restricted: the token its program starts with (`token`).
+    pub token: Option<super::handle::OwnedHandle>,
     pub cwd: PathBuf,
     grants: Vec<Grant>,
+    labels: Vec<LowLabel>,
     workdir: Option<PathBuf>,
 }
 
@@ -199,10 +142,21 @@ impl Contained {
     pub fn keep_workdir(&mut self) -> Option<PathBuf> {
         self.workdir.take()
     }
+
+    /// Whether the started (suspended) `process` runs confined as this run
+    /// asked: its token, read back. Err names the level and what is not so.
+    pub fn verify(&self, process: HANDLE) -> Result<()> {
+        match self.level {
+            Level::Strict => verify_contained(process, &self.sid),
+            _ => super::token::verify_process(process, &self.sid),
+        }
+        .map_err(|what| Error::isolation(self.level, what, None))
+    }
 }
 
 impl Drop for Contained {
     fn drop(&mut self) {
+        self.labels.clear();
         self.grants.clear();
         if let Some(d) = &self.workdir {
             // The job's processes may hold files a moment after it is ended.
@@ -216,26 +170,40 @@ impl Drop for Contained {
     }
 }
 
-/// Everything a strict run needs before its start, given its `plan`
-/// (`plan`): None for other levels (which `check` has refused, or none).
+/// Everything an isolated run needs before its start, given its `plan`
+/// (`plan`): None without a level.
 pub(crate) fn contain(
     cmd: &crate::command::Command,
     plan: Option<Vec<crate::isolation::WinGrant>>,
 ) -> Result<Option<Contained>> {
-    let Some(plan) = plan.filter(|_| cmd.isolation.level == Level::Strict) else {
+    let level = cmd.isolation.level;
+    let Some(plan) = plan.filter(|_| level != Level::None) else {
         return Ok(None);
     };
     use std::sync::atomic::{AtomicU64, Ordering};
     static RUN: AtomicU64 = AtomicU64::new(0);
     let run = RUN.fetch_add(1, Ordering::Relaxed);
     let name = crate::isolation::appcontainer_name(std::process::id(), run);
-    let sid_text = crate::isolation::appcontainer_sid(&name);
+    let restricted = level == Level::Restricted;
+    let sid_text = if restricted {
+        crate::isolation::restricted_run_sid(&name)
+    } else {
+        crate::isolation::appcontainer_sid(&name)
+    };
     let sid = Sid::parse(&sid_text)?;
+    let token = if restricted {
+        Some(super::token::restricted_token(&sid, &sid_text)?)
+    } else {
+        None
+    };
     let mut c = Contained {
+        level,
         sid,
         sid_text: sid_text.clone(),
+        token,
         cwd: PathBuf::new(),
         grants: Vec::new(),
+        labels: Vec::new(),
         workdir: None,
     };
     c.cwd = match &cmd.cwd {
@@ -243,9 +211,13 @@ pub(crate) fn contain(
         None => {
             let d =
                 std::env::temp_dir().join(format!("winsandbox-work-{}-{run}", std::process::id()));
-            // Made with its final ACL: nothing granted afterwards.
+            // Made with its final ACL (and label): nothing granted afterwards.
             let sd = super::security::SecurityDescriptor::from_sddl(
-                &crate::isolation::fresh_workdir_sddl(&super::security::user_sid()?, &sid_text),
+                &crate::isolation::fresh_workdir_sddl(
+                    &super::security::user_sid()?,
+                    &sid_text,
+                    restricted,
+                ),
             )?;
             let sa = sd.attributes(false);
             let wide = wide_z(&d);
@@ -262,8 +234,13 @@ pub(crate) fn contain(
         }
     };
     for g in plan {
-        c.grants
-            .push(Grant::new(Path::new(&g.path), &c.sid, g.access, g.tree)?);
+        let path = Path::new(&g.path);
+        c.grants.push(Grant::new(path, &c.sid, g.access, g.tree)?);
+        // Low integrity writes only below a low label: the caller's `cwd`
+        // and `writable` get one for the run.
+        if restricted && g.access == crate::isolation::FILE_MODIFY {
+            c.labels.push(LowLabel::new(path, g.tree)?);
+        }
     }
     Ok(Some(c))
 }
@@ -349,12 +326,7 @@ impl Grant {
             windows::Win32::Security::Authorization::GRANT_ACCESS,
             access,
         )
-        .map_err(|code| {
-            Error::os(
-                format!("granting this run's AppContainer access to {path:?}"),
-                code,
-            )
-        })?;
+        .map_err(|code| Error::os(format!("granting this run's SID access to {path:?}"), code))?;
         Ok(g)
     }
 
@@ -445,6 +417,78 @@ impl Drop for Grant {
     }
 }
 
+/// A low mandatory label on a caller's folder or file, for a restricted
+/// run (its program, at low integrity, writes only below one); the label
+/// it had is put back on drop. `tree`: inherited inside (the system walks
+/// the folder, as for a `Grant`).
+pub struct LowLabel {
+    path: Vec<u16>,
+    /// The label it had, in SDDL (`S:` and its entries; empty for none).
+    old: String,
+}
+
+impl LowLabel {
+    pub fn new(path: &Path, tree: bool) -> Result<LowLabel> {
+        let old = super::security::label_of(path)?;
+        let l = LowLabel {
+            path: wide_z(path),
+            old,
+        };
+        l.set(&crate::isolation::low_label_sddl(tree && path.is_dir()))
+            .map_err(|code| Error::os(format!("lowering the label of {path:?}"), code))?;
+        Ok(l)
+    }
+
+    /// Sets the label `sddl` says (an `S:` part; none if it has no entry).
+    fn set(&self, sddl: &str) -> std::result::Result<(), i32> {
+        use windows::Win32::Security::Authorization::{SetNamedSecurityInfoW, SE_FILE_OBJECT};
+        use windows::Win32::Security::{
+            GetSecurityDescriptorSacl, InitializeAcl, ACL, ACL_REVISION, LABEL_SECURITY_INFORMATION,
+        };
+        let text = if sddl.starts_with("S:") { sddl } else { "S:" };
+        let sd = super::security::SecurityDescriptor::from_sddl(text)
+            .map_err(|e| e.os_code().unwrap_or(87))?;
+        let (mut present, mut defaulted) = (Default::default(), Default::default());
+        let mut sacl: *mut ACL = std::ptr::null_mut();
+        // SAFETY: a descriptor we own; the out-pointers are locals; `sacl`
+        // points into `sd`, which outlives its use below.
+        unsafe { GetSecurityDescriptorSacl(sd.as_ptr(), &mut present, &mut sacl, &mut defaulted) }
+            .map_err(|e| win32_code(&e))?;
+        // No entry: an empty ACL, which takes any label off.
+        let mut empty = ACL::default();
+        if sacl.is_null() {
+            // SAFETY: `empty` is an ACL header of the size given.
+            unsafe { InitializeAcl(&mut empty, std::mem::size_of::<ACL>() as u32, ACL_REVISION) }
+                .map_err(|e| win32_code(&e))?;
+            sacl = &mut empty;
+        }
+        // SAFETY: a NUL-terminated path; `sacl` is valid (in `sd` or `empty`).
+        let r = unsafe {
+            SetNamedSecurityInfoW(
+                PCWSTR(self.path.as_ptr()),
+                SE_FILE_OBJECT,
+                LABEL_SECURITY_INFORMATION,
+                None,
+                None,
+                None,
+                Some(sacl),
+            )
+        };
+        if r.0 != 0 {
+            Err(r.0 as i32)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for LowLabel {
+    fn drop(&mut self) {
+        let old = std::mem::take(&mut self.old);
+        let _ = self.set(&old);
+    }
+}
+
 /// Sets `dacl` on the one file or folder `name` (SetFileSecurityW: no walk
 /// of what is inside).
 fn set_one(name: PCWSTR, dacl: *mut windows::Win32::Security::ACL) -> std::result::Result<(), i32> {
@@ -463,14 +507,12 @@ fn set_one(name: PCWSTR, dacl: *mut windows::Win32::Security::ACL) -> std::resul
     .map_err(|e| win32_code(&e))
 }
 
-/// Whether the started (suspended) `process` runs in an AppContainer with
-/// `sid`: its token, read back. Err: what is not so.
-pub(crate) fn verify_contained(process: HANDLE, sid: &Sid) -> std::result::Result<(), String> {
-    use windows::Win32::Security::{
-        EqualSid, GetTokenInformation, TokenAppContainerSid, TokenIsAppContainer,
-    };
+/// The token of `process` (a handle the caller holds), for reading back.
+pub(crate) fn process_token(
+    process: HANDLE,
+) -> std::result::Result<super::handle::OwnedHandle, String> {
     let mut token = HANDLE::default();
-    // SAFETY: a process handle we hold; `token` is a local.
+    // SAFETY: a process handle the caller holds; `token` is a local.
     unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) }.map_err(|e| {
         format!(
             "OpenProcessToken of the child failed (error {})",
@@ -478,7 +520,16 @@ pub(crate) fn verify_contained(process: HANDLE, sid: &Sid) -> std::result::Resul
         )
     })?;
     // SAFETY: a token handle just opened, ours alone.
-    let token = unsafe { own_handle(token) };
+    Ok(unsafe { own_handle(token) })
+}
+
+/// Whether the started (suspended) `process` runs in an AppContainer with
+/// `sid`: its token, read back. Err: what is not so.
+fn verify_contained(process: HANDLE, sid: &Sid) -> std::result::Result<(), String> {
+    use windows::Win32::Security::{
+        EqualSid, GetTokenInformation, TokenAppContainerSid, TokenIsAppContainer,
+    };
+    let token = process_token(process)?;
     let t = super::handle::raw(&token);
     let mut is_ac = 0u32;
     let mut len = 0u32;

@@ -12,10 +12,12 @@ mod query;
 mod run;
 mod security;
 mod spawn;
+mod token;
 
 pub use crate::engine::Killer;
 pub use crate::outcome::Accounting;
 pub use desktop::{worker_desktop, WorkerDesktop};
+pub use isolate::LowLabel;
 pub use job::{supervisor_job, JobObject, SupervisorJob};
 pub use pipe::child_pipe;
 pub use poller::Poller;
@@ -24,8 +26,9 @@ pub use poller::Poller;
 pub type PipeHandle = std::os::windows::io::OwnedHandle;
 pub use query::{process_alive, KILL_EXIT_CODE};
 pub use run::{Child, Running, Sandbox};
-pub use security::{dacl_of, user_sid, ObjectKind};
+pub use security::{dacl_of, label_of, user_sid, ObjectKind};
 pub use spawn::Process;
+pub use token::try_restricted_token;
 
 use windows::core::{s, w};
 use windows::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};

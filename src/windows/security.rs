@@ -13,11 +13,13 @@ use windows::core::{PCWSTR, PWSTR};
 use windows::Win32::Foundation::{HANDLE, HLOCAL};
 use windows::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SE_OBJECT_TYPE,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, GetSecurityInfo,
+    SE_FILE_OBJECT, SE_OBJECT_TYPE,
 };
 use windows::Win32::Security::{
-    GetTokenInformation, TokenUser, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-    SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+    GetTokenInformation, TokenUser, DACL_SECURITY_INFORMATION, LABEL_SECURITY_INFORMATION,
+    OBJECT_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY,
+    TOKEN_USER,
 };
 use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
@@ -55,6 +57,11 @@ impl SecurityDescriptor {
             )
         })?;
         Ok(SecurityDescriptor(sd))
+    }
+
+    /// The descriptor, for a call that reads it (while `self` lives).
+    pub fn as_ptr(&self) -> PSECURITY_DESCRIPTOR {
+        self.0
     }
 
     /// Attributes carrying this descriptor; they borrow it.
@@ -99,14 +106,19 @@ pub fn user_sid() -> Result<String> {
         .map_err(|e| werr("GetTokenInformation(TokenUser)", e))?;
         // SAFETY: the buffer now starts with a TOKEN_USER.
         let user = unsafe { &*(buf.as_ptr() as *const TOKEN_USER) };
-        let mut text = PWSTR::null();
-        // SAFETY: a valid SID (inside `buf`); `text` receives a LocalAlloc'd string.
-        unsafe { ConvertSidToStringSidW(user.User.Sid, &mut text) }
-            .map_err(|e| werr("ConvertSidToStringSid", e))?;
-        // SAFETY: a string ConvertSidToStringSidW just allocated.
-        unsafe { take_string(text) }
+        sid_text(user.User.Sid)
     })
     .clone()
+}
+
+/// A SID's string form (`S-1-…`); `sid` must be a valid SID.
+pub(crate) fn sid_text(sid: PSID) -> Result<String> {
+    let mut text = PWSTR::null();
+    // SAFETY: a valid SID, as the caller promises; `text` receives a LocalAlloc'd string.
+    unsafe { ConvertSidToStringSidW(sid, &mut text) }
+        .map_err(|e| werr("ConvertSidToStringSid", e))?;
+    // SAFETY: a string ConvertSidToStringSidW just allocated.
+    unsafe { take_string(text) }
 }
 
 /// The descriptor of every kernel object the supervisor makes
@@ -153,18 +165,55 @@ pub fn dacl_of(handle: HANDLE, kind: ObjectKind) -> Result<String> {
     if r.0 != 0 {
         return Err(Error::os("GetSecurityInfo", r.0 as i32));
     }
+    // SAFETY: a descriptor GetSecurityInfo just allocated.
+    unsafe { take_sddl(sd, DACL_SECURITY_INFORMATION) }
+}
+
+/// The mandatory label of the file or folder `path`, in SDDL (`S:` and
+/// its entries; empty where it has none), as the system stored it.
+pub fn label_of(path: &std::path::Path) -> Result<String> {
+    let wide = wide_z(path);
+    let mut sd = PSECURITY_DESCRIPTOR::default();
+    // SAFETY: a NUL-terminated path; `sd` receives a LocalAlloc'd descriptor.
+    let r = unsafe {
+        GetNamedSecurityInfoW(
+            PCWSTR(wide.as_ptr()),
+            SE_FILE_OBJECT,
+            LABEL_SECURITY_INFORMATION,
+            None,
+            None,
+            None,
+            None,
+            &mut sd,
+        )
+    };
+    if r.0 != 0 {
+        return Err(Error::os(
+            format!("reading the label of {path:?}"),
+            r.0 as i32,
+        ));
+    }
+    // SAFETY: a descriptor GetNamedSecurityInfoW just allocated.
+    unsafe { take_sddl(sd, LABEL_SECURITY_INFORMATION) }
+}
+
+/// The part `info` of the descriptor `sd` in SDDL; `sd` freed.
+///
+/// # Safety
+/// `sd` is a descriptor the system allocated with LocalAlloc, not used after.
+unsafe fn take_sddl(sd: PSECURITY_DESCRIPTOR, info: OBJECT_SECURITY_INFORMATION) -> Result<String> {
     let mut text = PWSTR::null();
-    // SAFETY: the descriptor just read; `text` receives a LocalAlloc'd string.
+    // SAFETY: a valid descriptor, as the caller promises; `text` receives a LocalAlloc'd string.
     let made = unsafe {
         ConvertSecurityDescriptorToStringSecurityDescriptorW(
             sd,
             SDDL_REVISION,
-            DACL_SECURITY_INFORMATION,
+            info,
             &mut text,
             None,
         )
     };
-    // SAFETY: allocated by GetSecurityInfo, no longer used.
+    // SAFETY: LocalAlloc'd, as the caller promises; no longer used.
     unsafe { local_free(sd.0) };
     made.map_err(|e| werr("ConvertSecurityDescriptorToStringSecurityDescriptor", e))?;
     // SAFETY: a string the conversion just allocated.

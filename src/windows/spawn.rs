@@ -49,10 +49,11 @@ pub(crate) struct SpawnRequest<'a> {
     pub path: SpawnPath,
     pub breakaway: bool,
     pub no_crash_dialogs: bool,
-    /// A strict run's AppContainer: the child starts in it, suspended, and
-    /// runs only once its token has been read back.
+    /// An isolated run's confinement (an AppContainer, or a restricted
+    /// token): the child starts in it, suspended, and runs only once its
+    /// token has been read back.
     pub contained: Option<&'a super::isolate::Contained>,
-    /// The desktop to start it on (a strict run's: the supervisor's own).
+    /// The desktop to start it on (an isolated run's: the supervisor's own).
     pub desktop: Option<&'a super::desktop::WorkerDesktop>,
 }
 
@@ -207,14 +208,16 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
 
     let mut path = req.path;
     let mut breakaway = req.breakaway;
-    let caps = req
-        .contained
-        .map(|c| windows::Win32::Security::SECURITY_CAPABILITIES {
+    // Strict: an AppContainer (an attribute); restricted: its token.
+    let token = req.contained.and_then(|c| c.token.as_ref());
+    let caps = req.contained.filter(|c| c.token.is_none()).map(|c| {
+        windows::Win32::Security::SECURITY_CAPABILITIES {
             AppContainerSid: c.sid.0,
             Capabilities: std::ptr::null_mut(),
             CapabilityCount: 0,
             Reserved: 0,
-        });
+        }
+    });
     // The process and thread objects get an explicit descriptor too (Wine
     // would give them none it checks).
     let run_sd;
@@ -282,13 +285,13 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
         si.StartupInfo.hStdOutput = raw(&stdio.stdout);
         si.StartupInfo.hStdError = raw(&stdio.stderr);
         si.lpAttributeList = attrs.ptr();
-        // Strict: on the supervisor's own desktop, not the user's.
+        // Isolated: on the supervisor's own desktop, not the user's.
         if let Some(d) = req.desktop {
             si.StartupInfo.lpDesktop = PWSTR(d.wide().as_ptr().cast_mut());
         }
         let mut flags =
             EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT | DETACHED_PROCESS;
-        let suspended = !use_job_list || caps.is_some();
+        let suspended = !use_job_list || req.contained.is_some();
         if suspended {
             flags |= CREATE_SUSPENDED;
         }
@@ -296,22 +299,45 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
             flags |= CREATE_BREAKAWAY_FROM_JOB;
         }
         let mut pi = PROCESS_INFORMATION::default();
-        // SAFETY: every pointer is to a live local: `app`, `cmd` (mutable, as
-        // CreateProcessW requires), the objects' attributes and descriptor,
-        // `env`, `cwd`, `si` with its attribute list.
-        let r = unsafe {
-            CreateProcessW(
-                app.as_ref().map_or(PCWSTR::null(), |a| PCWSTR(a.as_ptr())),
-                Some(PWSTR(cmd.as_mut_ptr())),
-                Some(&objects_sa),
-                Some(&objects_sa),
-                true,
-                flags,
-                env.as_ref().map(|e| e.as_ptr() as *const _),
-                cwd.as_ref().map_or(PCWSTR::null(), |c| PCWSTR(c.as_ptr())),
-                &si.StartupInfo,
-                &mut pi,
-            )
+        let app_w = app.as_ref().map_or(PCWSTR::null(), |a| PCWSTR(a.as_ptr()));
+        let cmd_w = Some(PWSTR(cmd.as_mut_ptr()));
+        let env_p = env.as_ref().map(|e| e.as_ptr() as *const _);
+        let cwd_w = cwd.as_ref().map_or(PCWSTR::null(), |c| PCWSTR(c.as_ptr()));
+        let r = match token {
+            // SAFETY: every pointer is to a live local: `app`, `cmd` (mutable,
+            // as the call requires), the objects' attributes and descriptor,
+            // `env`, `cwd`, `si` with its attribute list; the token is a
+            // restricted version of our own (no privilege needed).
+            Some(t) => unsafe {
+                CreateProcessAsUserW(
+                    Some(raw(t)),
+                    app_w,
+                    cmd_w,
+                    Some(&objects_sa),
+                    Some(&objects_sa),
+                    true,
+                    flags,
+                    env_p,
+                    cwd_w,
+                    &si.StartupInfo,
+                    &mut pi,
+                )
+            },
+            // SAFETY: as above.
+            None => unsafe {
+                CreateProcessW(
+                    app_w,
+                    cmd_w,
+                    Some(&objects_sa),
+                    Some(&objects_sa),
+                    true,
+                    flags,
+                    env_p,
+                    cwd_w,
+                    &si.StartupInfo,
+                    &mut pi,
+                )
+            },
         };
         if let Err(e) = r {
             let code = win32_code(&e);
@@ -345,11 +371,11 @@ pub(crate) fn spawn(job: &JobObject, req: &SpawnRequest<'_>, stdio: &Stdio) -> R
             if !use_job_list {
                 job.assign(&process)?;
             }
-            // Strict: before its first instruction, its token says
-            // AppContainer, this run's, or it never runs.
+            // Isolated: before its first instruction, its token is read
+            // back (this run's AppContainer, or its restricted low token),
+            // or it never runs.
             if let Some(c) = req.contained {
-                super::isolate::verify_contained(raw(&process), &c.sid)
-                    .map_err(|what| Error::isolation(crate::command::Level::Strict, what, None))?;
+                c.verify(raw(&process))?;
             }
             // SAFETY: the thread handle is open; the thread is suspended once.
             let prev = unsafe { ResumeThread(raw(&thread)) };
