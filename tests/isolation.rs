@@ -371,6 +371,57 @@ fn levels_refuse_under_wine() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Under Wine, past the levels' proof (which refuses them there): the
+/// launch itself runs (restricted: its token made, its fresh directory
+/// made with its label, the program started with the token) and the read
+/// back of the child's token ends it before its first instruction; the
+/// directory is removed. A launcher that did not read back would have run
+/// it unconfined.
+#[cfg(windows)]
+#[test]
+fn the_launch_reads_back_and_ends_a_child_not_confined_under_wine() {
+    if common::wine().is_none() {
+        eprintln!("skipped: real Windows confines (the suites above run)");
+        return;
+    }
+    let dir = scratch("unproved");
+    let marker = dir.join("started");
+    let work = |pid: u32| {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("winsandbox-work-{pid}-"))
+            })
+            .count()
+    };
+    for level in [Level::Strict, Level::Restricted] {
+        let c = isolated(level, &["try-write", marker.to_str().unwrap()]);
+        let e = match winsandbox::win::Running::start_unproved_under_wine(&c) {
+            Ok(_) => panic!("{level:?}: started"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(e, Error::Isolation { level: l, .. } if l == level),
+            "{level:?}: {e}"
+        );
+        eprintln!("{level:?}: {e}");
+        assert!(!marker.exists(), "{level:?}: the program ran");
+        assert_eq!(work(std::process::id()), 0, "{level:?}: a directory left");
+    }
+    // Restricted: what the read back found.
+    let e = winsandbox::win::Running::start_unproved_under_wine(&isolated(
+        Level::Restricted,
+        &["hello"],
+    ))
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("no restricting SIDs"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// A level the system refuses fails closed: the CLI, run as uid 1000 where
 /// no user namespace may be made (`tests/python/without_namespaces.py`),
 /// says SE and exit 3, and the program never ran.
