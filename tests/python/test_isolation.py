@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import winsandbox
-from winsandbox import Job, Verdict
+from winsandbox import Isolation, Job, Verdict
 
 WINE = winsandbox.BACKEND == "windows" and winsandbox._winsandbox.wine_version() is not None
 LINUX = sys.platform.startswith("linux")
@@ -21,7 +21,8 @@ with the probe (a Python there would need its whole folder granted)."""
 PY = sys.executable
 
 
-def test_the_answer_beside_the_working_directory_does_not_leak(tmp_path: Path) -> None:
+@pytest.mark.parametrize("level", ["strict", "restricted"])
+def test_the_answer_beside_the_working_directory_does_not_leak(tmp_path: Path, level: Isolation) -> None:
     if not LINUX:
         pytest.skip("isolation is enforced by the Linux backend here (Windows: refused under Wine)")
     answers = tmp_path / "answers"
@@ -34,11 +35,11 @@ def test_the_answer_beside_the_working_directory_does_not_leak(tmp_path: Path) -
     )
     leak = winsandbox.run([PY, "-c", cheat], cwd=work, text=True)
     assert leak.stdout.strip() == "42"  # the hole, unisolated
-    o = winsandbox.run([PY, "-c", cheat], cwd=work, text=True, isolation="strict")
+    o = winsandbox.run([PY, "-c", cheat], cwd=work, text=True, isolation=level)
     assert o.verdict is Verdict.OK, o
     assert o.stdout.startswith("denied 2"), o.stdout
-    assert o.isolation == "strict"
-    assert o.to_dict()["isolation"] == "strict"
+    assert o.isolation == level
+    assert o.to_dict()["isolation"] == level
 
 
 def test_a_file_problem_works_in_a_fresh_directory() -> None:
