@@ -27,9 +27,9 @@ use windows::Win32::Security::{
     CreateRestrictedToken, EqualSid, GetLengthSid, GetSecurityDescriptorDacl, GetTokenInformation,
     ImpersonateLoggedOnUser, IsTokenRestricted, RevertToSelf, SetTokenInformation,
     TokenDefaultDacl, TokenGroups, TokenIntegrityLevel, TokenPrivileges, TokenRestrictedSids, ACL,
-    DISABLE_MAX_PRIVILEGE, LUID_AND_ATTRIBUTES, SID_AND_ATTRIBUTES, TOKEN_ADJUST_DEFAULT,
-    TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL, TOKEN_DUPLICATE, TOKEN_GROUPS,
-    TOKEN_INFORMATION_CLASS, TOKEN_MANDATORY_LABEL, TOKEN_PRIVILEGES, TOKEN_QUERY,
+    DISABLE_MAX_PRIVILEGE, LUID_AND_ATTRIBUTES, SID_AND_ATTRIBUTES, TOKEN_ALL_ACCESS,
+    TOKEN_DEFAULT_DACL, TOKEN_GROUPS, TOKEN_INFORMATION_CLASS, TOKEN_MANDATORY_LABEL,
+    TOKEN_PRIVILEGES,
 };
 use windows::Win32::Storage::FileSystem::{
     CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_SHARE_DELETE,
@@ -92,15 +92,11 @@ fn groups(buf: &[usize]) -> &[SID_AND_ATTRIBUTES] {
 /// starts its program with (see the module's note).
 pub(crate) fn restricted_token(run: &Sid, run_text: &str) -> Result<OwnedHandle> {
     let mut own_token = HANDLE::default();
-    // SAFETY: our own process's token, into a local handle.
-    unsafe {
-        OpenProcessToken(
-            GetCurrentProcess(),
-            TOKEN_DUPLICATE | TOKEN_QUERY | TOKEN_ASSIGN_PRIMARY | TOKEN_ADJUST_DEFAULT,
-            &mut own_token,
-        )
-    }
-    .map_err(|e| Error::os("OpenProcessToken", win32_code(&e)))?;
+    // SAFETY: our own process's token, into a local handle. All access, as
+    // Chromium opens it: the restricted token's handle has the same rights,
+    // and it is adjusted, duplicated, impersonated and assigned.
+    unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_ALL_ACCESS, &mut own_token) }
+        .map_err(|e| Error::os("OpenProcessToken", win32_code(&e)))?;
     // SAFETY: a token handle just opened, ours alone.
     let own_token = unsafe { own(own_token) };
     let buf = token_info(raw(&own_token), TokenGroups)
