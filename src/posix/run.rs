@@ -715,7 +715,14 @@ impl RunSteps for Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.job.end();
+        // Once the init of the program's PID namespace is reaped, the
+        // kernel has ended every process in it, which is every process of
+        // the job: nothing is left to end (the cgroup's removal still
+        // checks it is empty).
+        let emptied = self.exit.is_some() && self.status.is_some();
+        if !emptied {
+            self.job.end();
+        }
         if self.exit.is_none() {
             if self.wait_pid != self.pid {
                 // SAFETY: kill(2) on our own child (the init), not yet reaped.
