@@ -99,7 +99,9 @@ pub enum Level {
     /// working directory and the paths granted to write; no network, no
     /// process or object outside its job.
     Strict,
-    /// As strict, with the host's network (for programs strict breaks).
+    /// As strict, with the host's network (for programs strict breaks);
+    /// on Windows it also reads what the Users group may (a restricted
+    /// token at low integrity: the README's table).
     Restricted,
 }
 
