@@ -332,7 +332,12 @@ fn restricted_denies_files_and_processes_outside_on_windows() {
     let mut c = s.probe(&["try-write", writable.join("w.txt").to_str().unwrap()]);
     c.isolation.writable = vec![writable.clone()];
     allowed(&c);
-    assert_eq!(winsandbox::win::label_of(&writable).unwrap(), before);
+    // "No label" may read back as nothing or as an empty `S:`.
+    let entries = |s: String| s.contains('(').then_some(s);
+    assert_eq!(
+        entries(winsandbox::win::label_of(&writable).unwrap()),
+        entries(before)
+    );
     std::fs::remove_dir_all(writable).unwrap();
 }
 

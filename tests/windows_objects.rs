@@ -264,5 +264,7 @@ fn a_lowered_label_is_put_back() {
     std::fs::remove_dir_all(&d).unwrap();
     assert!(during.contains("(ML;OICI;NW;;;LW)"), "{during}");
     assert!(inside.contains("NW;;;LW)"), "{inside}");
-    assert_eq!(after, before);
+    // "No label" may read back as nothing or as an empty `S:`.
+    let entries = |s: &str| s.contains('(').then(|| s.to_string());
+    assert_eq!(entries(&after), entries(&before));
 }

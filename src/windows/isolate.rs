@@ -439,21 +439,32 @@ impl LowLabel {
         Ok(l)
     }
 
-    /// Sets the label `sddl` says (an `S:` part; none if it has no entry).
+    /// Sets the label `sddl` says (an `S:` part; none if it has no entry:
+    /// an empty SACL, which takes any label off).
     fn set(&self, sddl: &str) -> std::result::Result<(), i32> {
         use windows::Win32::Security::Authorization::{SetNamedSecurityInfoW, SE_FILE_OBJECT};
         use windows::Win32::Security::{
             GetSecurityDescriptorSacl, InitializeAcl, ACL, ACL_REVISION, LABEL_SECURITY_INFORMATION,
         };
-        let text = if sddl.starts_with("S:") { sddl } else { "S:" };
-        let sd = super::security::SecurityDescriptor::from_sddl(text)
-            .map_err(|e| e.os_code().unwrap_or(87))?;
-        let (mut present, mut defaulted) = (Default::default(), Default::default());
+        // An entry to set: parsed; none (the label it had was none): not
+        // parsed at all, so that putting "no label" back cannot fail.
+        let sd = match sddl.contains('(') {
+            true => Some(
+                super::security::SecurityDescriptor::from_sddl(sddl)
+                    .map_err(|e| e.os_code().unwrap_or(87))?,
+            ),
+            false => None,
+        };
         let mut sacl: *mut ACL = std::ptr::null_mut();
-        // SAFETY: a descriptor we own; the out-pointers are locals; `sacl`
-        // points into `sd`, which outlives its use below.
-        unsafe { GetSecurityDescriptorSacl(sd.as_ptr(), &mut present, &mut sacl, &mut defaulted) }
+        if let Some(sd) = &sd {
+            let (mut present, mut defaulted) = (Default::default(), Default::default());
+            // SAFETY: a descriptor we own; the out-pointers are locals; `sacl`
+            // points into `sd`, which outlives its use below.
+            unsafe {
+                GetSecurityDescriptorSacl(sd.as_ptr(), &mut present, &mut sacl, &mut defaulted)
+            }
             .map_err(|e| win32_code(&e))?;
+        }
         // No entry: an empty ACL, which takes any label off.
         let mut empty = ACL::default();
         if sacl.is_null() {
