@@ -537,44 +537,18 @@ pub(crate) fn process_token(
 /// Whether the started (suspended) `process` runs in an AppContainer with
 /// `sid`: its token, read back. Err: what is not so.
 fn verify_contained(process: HANDLE, sid: &Sid) -> std::result::Result<(), String> {
-    use windows::Win32::Security::{
-        EqualSid, GetTokenInformation, TokenAppContainerSid, TokenIsAppContainer,
-    };
+    use windows::Win32::Security::{EqualSid, TokenAppContainerSid, TokenIsAppContainer};
     let token = process_token(process)?;
-    let t = super::handle::raw(&token);
-    let mut is_ac = 0u32;
-    let mut len = 0u32;
-    // SAFETY: a u32 out-buffer of its size.
-    unsafe {
-        GetTokenInformation(
-            t,
-            TokenIsAppContainer,
-            Some((&mut is_ac as *mut u32).cast()),
-            4,
-            &mut len,
-        )
-    }
-    .map_err(|e| format!("its token could not be read (error {})", win32_code(&e)))?;
-    if is_ac == 0 {
+    let read = |class, what: &str| {
+        super::security::token_info(super::handle::raw(&token), class)
+            .map_err(|c| format!("its {what} could not be read (error {c})"))
+    };
+    // A DWORD: the low half of the first word (x86-64 and ARM64 are little-endian).
+    if read(TokenIsAppContainer, "token")?[0] as u32 == 0 {
         return Err("the child's token is not an AppContainer's".into());
     }
-    let mut buf = [0usize; 16]; // TOKEN_APPCONTAINER_INFORMATION and the SID after it
-                                // SAFETY: an out-buffer of its size, pointer-aligned.
-    unsafe {
-        GetTokenInformation(
-            t,
-            TokenAppContainerSid,
-            Some(buf.as_mut_ptr().cast()),
-            std::mem::size_of_val(&buf) as u32,
-            &mut len,
-        )
-    }
-    .map_err(|e| {
-        format!(
-            "its AppContainer SID could not be read (error {})",
-            win32_code(&e)
-        )
-    })?;
+    // TOKEN_APPCONTAINER_INFORMATION (the SID's pointer) and the SID after it.
+    let buf = read(TokenAppContainerSid, "AppContainer SID")?;
     let theirs = PSID(buf[0] as *mut _);
     // SAFETY: two valid SIDs (the token's points into `buf`).
     if theirs.0.is_null() || unsafe { EqualSid(theirs, sid.0) }.is_err() {

@@ -18,12 +18,12 @@ use windows::Win32::Security::Authorization::{
 };
 use windows::Win32::Security::{
     GetTokenInformation, TokenUser, DACL_SECURITY_INFORMATION, LABEL_SECURITY_INFORMATION,
-    OBJECT_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY,
-    TOKEN_USER,
+    OBJECT_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
+    TOKEN_INFORMATION_CLASS, TOKEN_QUERY, TOKEN_USER,
 };
 use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::handle::{own, raw, werr, wide_z};
+use super::handle::{own, raw, werr, wide_z, win32_code};
 use crate::error::{Error, Result};
 
 /// `SDDL_REVISION_1`.
@@ -91,24 +91,32 @@ pub fn user_sid() -> Result<String> {
             .map_err(|e| werr("OpenProcessToken", e))?;
         // SAFETY: a token handle just opened, ours alone.
         let token = unsafe { own(token) };
-        let mut buf = [0usize; 16]; // TOKEN_USER and the SID after it
-        let mut len = 0u32;
-        // SAFETY: an out-buffer of its size, pointer-aligned.
-        unsafe {
-            GetTokenInformation(
-                raw(&token),
-                TokenUser,
-                Some(buf.as_mut_ptr().cast()),
-                std::mem::size_of_val(&buf) as u32,
-                &mut len,
-            )
-        }
-        .map_err(|e| werr("GetTokenInformation(TokenUser)", e))?;
-        // SAFETY: the buffer now starts with a TOKEN_USER.
+        let buf = token_info(raw(&token), TokenUser)
+            .map_err(|c| Error::os("GetTokenInformation(TokenUser)", c))?;
+        // SAFETY: the buffer holds a TOKEN_USER and the SID it points to.
         let user = unsafe { &*(buf.as_ptr() as *const TOKEN_USER) };
         sid_text(user.User.Sid)
     })
     .clone()
+}
+
+/// What GetTokenInformation gives for `class`, in a pointer-aligned buffer
+/// (the structure first, the SIDs it points to after it).
+pub(crate) fn token_info(
+    token: HANDLE,
+    class: TOKEN_INFORMATION_CLASS,
+) -> std::result::Result<Vec<usize>, i32> {
+    let mut len = 0u32;
+    // SAFETY: a size query: no buffer, `len` a local.
+    let sized = unsafe { GetTokenInformation(token, class, None, 0, &mut len) };
+    if len == 0 {
+        return Err(sized.err().map_or(0, |e| win32_code(&e)));
+    }
+    let mut buf = vec![0usize; (len as usize).div_ceil(std::mem::size_of::<usize>())];
+    // SAFETY: an out-buffer of at least `len` bytes, pointer-aligned.
+    unsafe { GetTokenInformation(token, class, Some(buf.as_mut_ptr().cast()), len, &mut len) }
+        .map_err(|e| win32_code(&e))?;
+    Ok(buf)
 }
 
 /// A SID's string form (`S-1-…`); `sid` must be a valid SID.

@@ -24,12 +24,11 @@ use std::path::Path;
 use windows::core::PCWSTR;
 use windows::Win32::Foundation::{HANDLE, LUID};
 use windows::Win32::Security::{
-    CreateRestrictedToken, EqualSid, GetLengthSid, GetSecurityDescriptorDacl, GetTokenInformation,
+    CreateRestrictedToken, EqualSid, GetLengthSid, GetSecurityDescriptorDacl,
     ImpersonateLoggedOnUser, IsTokenRestricted, RevertToSelf, SetTokenInformation,
     TokenDefaultDacl, TokenGroups, TokenIntegrityLevel, TokenPrivileges, TokenRestrictedSids, ACL,
     DISABLE_MAX_PRIVILEGE, LUID_AND_ATTRIBUTES, SID_AND_ATTRIBUTES, TOKEN_ALL_ACCESS,
-    TOKEN_DEFAULT_DACL, TOKEN_GROUPS, TOKEN_INFORMATION_CLASS, TOKEN_MANDATORY_LABEL,
-    TOKEN_PRIVILEGES,
+    TOKEN_DEFAULT_DACL, TOKEN_GROUPS, TOKEN_MANDATORY_LABEL, TOKEN_PRIVILEGES,
 };
 use windows::Win32::Storage::FileSystem::{
     CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_SHARE_DELETE,
@@ -39,7 +38,7 @@ use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
 use super::handle::{own, raw, wide_z, win32_code, OwnedHandle};
 use super::isolate::Sid;
-use super::security::{sid_text, user_sid, SecurityDescriptor};
+use super::security::{sid_text, token_info, user_sid, SecurityDescriptor};
 use crate::command::Level;
 use crate::error::{Error, Result};
 use crate::isolation::{
@@ -57,25 +56,6 @@ const CHANGE_NOTIFY: LUID = LUID {
 
 fn refused(what: impl Into<String>, code: Option<i32>) -> Error {
     Error::isolation(Level::Restricted, what, code)
-}
-
-/// What GetTokenInformation gives for `class`, in a pointer-aligned buffer
-/// (the structure first, the SIDs it points to after it).
-fn token_info(
-    token: HANDLE,
-    class: TOKEN_INFORMATION_CLASS,
-) -> std::result::Result<Vec<usize>, i32> {
-    let mut len = 0u32;
-    // SAFETY: a size query: no buffer, `len` a local.
-    let sized = unsafe { GetTokenInformation(token, class, None, 0, &mut len) };
-    if len == 0 {
-        return Err(sized.err().map_or(0, |e| win32_code(&e)));
-    }
-    let mut buf = vec![0usize; (len as usize).div_ceil(std::mem::size_of::<usize>())];
-    // SAFETY: an out-buffer of at least `len` bytes, pointer-aligned.
-    unsafe { GetTokenInformation(token, class, Some(buf.as_mut_ptr().cast()), len, &mut len) }
-        .map_err(|e| win32_code(&e))?;
-    Ok(buf)
 }
 
 /// The SIDs and attributes of a TOKEN_GROUPS that `token_info` read.
