@@ -192,7 +192,7 @@ pub(crate) fn contain(
     };
     let sid = Sid::parse(&sid_text)?;
     let token = if restricted {
-        Some(super::token::restricted_token(&sid, &sid_text)?)
+        Some(super::token::restricted_token(&sid_text)?)
     } else {
         None
     };

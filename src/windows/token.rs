@@ -68,9 +68,9 @@ fn groups(buf: &[usize]) -> &[SID_AND_ATTRIBUTES] {
     }
 }
 
-/// The restricted token a run with SID `run` (`run_text`, its string)
-/// starts its program with (see the module's note).
-pub(crate) fn restricted_token(run: &Sid, run_text: &str) -> Result<OwnedHandle> {
+/// The restricted token a run with SID `run_text` starts its program with
+/// (see the module's note).
+pub(crate) fn restricted_token(run_text: &str) -> Result<OwnedHandle> {
     let mut own_token = HANDLE::default();
     // SAFETY: our own process's token, into a local handle. All access, as
     // Chromium opens it: the restricted token's handle has the same rights,
@@ -95,21 +95,20 @@ pub(crate) fn restricted_token(run: &Sid, run_text: &str) -> Result<OwnedHandle>
             });
         }
     }
-    let restricting = restricting_sids(run_text, logon.as_deref());
-    let sids = restricting[1..]
+    let sids = restricting_sids(run_text, logon.as_deref())
         .iter()
         .map(|s| Sid::parse(s))
         .collect::<Result<Vec<_>>>()?;
-    let restrict: Vec<SID_AND_ATTRIBUTES> = std::iter::once(run.0)
-        .chain(sids.iter().map(|s| s.0))
-        .map(|sid| SID_AND_ATTRIBUTES {
-            Sid: sid,
+    let restrict: Vec<SID_AND_ATTRIBUTES> = sids
+        .iter()
+        .map(|s| SID_AND_ATTRIBUTES {
+            Sid: s.0,
             Attributes: 0,
         })
         .collect();
     let mut token = HANDLE::default();
-    // SAFETY: a valid token handle; the SID arrays (and `buf`, `sids`, `run`
-    // they point into) outlive the call.
+    // SAFETY: a valid token handle; the SID arrays (and `buf`, `sids` they
+    // point into) outlive the call.
     unsafe {
         CreateRestrictedToken(
             raw(&own_token),
@@ -347,7 +346,7 @@ fn impersonating(
 pub fn try_restricted_token(name: &str) -> Result<std::result::Result<(), String>> {
     let text = crate::isolation::restricted_run_sid(name);
     let sid = Sid::parse(&text)?;
-    let token = restricted_token(&sid, &text)?;
+    let token = restricted_token(&text)?;
     Ok(verify(raw(&token), &sid))
 }
 
@@ -357,7 +356,7 @@ pub(crate) fn enforced() -> Result<()> {
     let text =
         crate::isolation::restricted_run_sid(&format!("winsandbox.canary.{}", std::process::id()));
     let sid = Sid::parse(&text)?;
-    let token = restricted_token(&sid, &text)?;
+    let token = restricted_token(&text)?;
     verify(raw(&token), &sid).map_err(|what| refused(what, None))?;
     canary(&token, &user_sid()?, &text)
 }
